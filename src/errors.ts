@@ -82,7 +82,12 @@ export class DkvError extends Error {
   readonly code: ErrorCode;
   readonly details: DkvErrorDetails;
 
-  constructor(code: ErrorCode, message: string, details: DkvErrorDetails = {}, options?: { cause?: unknown }) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    details: DkvErrorDetails = {},
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.code = code;
     this.details = details;

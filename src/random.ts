@@ -21,7 +21,8 @@ export class SeededRandom implements Random {
   private d: number;
 
   constructor(seed: number) {
-    if (!Number.isSafeInteger(seed)) throw new RangeError(`SeededRandom: seed must be a safe integer, got ${seed}`);
+    if (!Number.isSafeInteger(seed))
+      throw new RangeError(`SeededRandom: seed must be a safe integer, got ${seed}`);
     this.seed = seed;
     let s = (seed ^ Math.floor(seed / 0x1_0000_0000)) >>> 0;
     const next = (): number => {

@@ -76,7 +76,10 @@ export class MemoryStorage implements Storage {
   /** applySnapshot replaces the whole log with a snapshot received from the leader. */
   applySnapshot(snap: Snapshot): void {
     if (snap.metadata.index <= this.snap.metadata.index) {
-      throw new StorageError(StorageErrorKind.Compacted, `applySnapshot: ${snap.metadata.index} is out of date`);
+      throw new StorageError(
+        StorageErrorKind.Compacted,
+        `applySnapshot: ${snap.metadata.index} is out of date`,
+      );
     }
     this.snap = snap;
     this.ents = [dummy(snap.metadata.index, snap.metadata.term)];

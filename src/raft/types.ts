@@ -105,7 +105,10 @@ export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
 /** MESSAGE_TYPE_NAMES maps a MessageType to its name, for traces and errors. */
 export const MESSAGE_TYPE_NAMES: Readonly<Record<MessageType, string>> = Object.freeze(
-  Object.fromEntries(Object.entries(MessageType).map(([k, v]) => [v, `Msg${k}`])) as Record<MessageType, string>,
+  Object.fromEntries(Object.entries(MessageType).map(([k, v]) => [v, `Msg${k}`])) as Record<
+    MessageType,
+    string
+  >,
 );
 
 /** SnapshotChunk is a piece of a snapshot in flight. */
@@ -173,9 +176,8 @@ export interface SoftState {
  *    durably (fsync). A replica that crashes before this finishes may lose them; one that
  *    acknowledges anything before it has broken Raft's safety.
  * 2. Send `messages`. Their content depends on step 1 having been persisted (a vote, an
- *    append acknowledgement), so they must not leave before the sync returns. A leader may
- *    send appends to followers while persisting its own copy, since its own persistence is
- *    counted only after `advance()`; the driver of this core does not rely on that.
+ *    append acknowledgement, and the leader's own copy, which it counts toward the commit
+ *    quorum at once), so none may leave before the sync returns.
  * 3. Apply `snapshot` (if set) to the state machine, then apply `committedEntries` in order.
  *    Membership entries are applied by calling `applyConfChange` on the core.
  * 4. Hand `readStates` to waiting readers: each read may be served once the applied index
