@@ -786,12 +786,10 @@ export class Raft {
       this.becomeFollower(this.term + 1, NONE);
       return false;
     }
+    // A snapshot taken before this replica was added does not list it. Installing it is
+    // still right: the log entries after it add this replica, and until they are applied
+    // this replica is not promotable, so it cannot campaign on a configuration it is not in.
     const cs = meta.confState;
-    const member = [cs.voters, cs.learners, cs.votersOutgoing].some((ids) => ids.includes(this.id));
-    if (!member) {
-      this.trace(`WARN ${this.id} attempted to restore snapshot but it is not in the ConfState`);
-      return false;
-    }
     if (this.log.matchTerm(meta.index, meta.term)) {
       // Our log already holds the snapshot's last entry: fast-forward the commit index.
       this.log.commitTo(meta.index);
@@ -1032,12 +1030,14 @@ export class Raft {
     if (!updated && !idle) return;
     if (pr.state === ProgressState.Probe) {
       pr.becomeReplicate();
-    } else if (pr.state === ProgressState.Snapshot && pr.match + 1 >= this.log.firstIndex()) {
+    } else if (pr.state === ProgressState.Snapshot && pr.match >= pr.pendingSnapshot) {
+      // The snapshot is installed (or was not needed). If the log has been compacted past
+      // it meanwhile, probing finds that out and starts a newer snapshot.
       this.trace(
         `DEBUG ${this.id} recovered from needing snapshot, resumed sending replication messages to ${m.from}`,
       );
       pr.becomeProbe();
-      pr.becomeReplicate();
+      if (pr.match + 1 >= this.log.firstIndex()) pr.becomeReplicate();
     } else if (pr.state === ProgressState.Replicate) {
       pr.inflights.freeLE(m.index);
     }

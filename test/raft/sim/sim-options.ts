@@ -1,0 +1,152 @@
+/**
+ * SimOptions are every knob of one simulation run. `drawSimOptions` draws them from the
+ * seed (TigerBeetle's VOPR style: the seed picks the cluster, the fault rates and the
+ * workload), and callers may pin any of them.
+ */
+import type { SeededRandom } from '../../../src/random.js';
+import { pick, uniformInt } from './distributions.js';
+import type { NemesisOptions } from './nemesis.js';
+import { PartitionShape } from './partitions.js';
+import type { NetworkOptions } from './sim-network.js';
+
+/**
+ * DriverFault plants a deliberate bug in the replica driver, to prove the checker is not
+ * vacuous. Each one breaks the Ready contract from the outside, without touching the core.
+ */
+export const DriverFault = {
+  None: 'none',
+  /** Send a Ready's messages before its writes are durable: acks and votes can be lost in a crash. */
+  SendBeforeSync: 'send-before-sync',
+  /** Persist the hard state without its vote: after a crash the replica may vote twice in a term. */
+  ForgetVote: 'forget-vote',
+  /** Serve a read as soon as its ReadState arrives, even if the replica has not applied that far. */
+  ServeReadsEarly: 'serve-reads-early',
+} as const;
+export type DriverFault = (typeof DriverFault)[keyof typeof DriverFault];
+
+/** RaftKnobs are the RaftConfig fields the simulation varies. */
+export interface RaftKnobs {
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  readonly maxMsgBytes: number;
+  readonly maxInflightMsgs: number;
+  readonly maxUncommittedBytes: number;
+  readonly maxCommittedBytesPerReady: number;
+  readonly snapshotChunkBytes: number;
+  readonly checkQuorum: boolean;
+  readonly preVote: boolean;
+}
+
+/** SimOptions fix one run completely (together with the seed). */
+export interface SimOptions {
+  /** Voters at start (3 or 5). */
+  readonly nodeCount: number;
+  /** Steps with faults; then the liveness phase begins. */
+  readonly faultSteps: number;
+  /** The liveness phase must converge within this many ticks. */
+  readonly livenessTicksMax: number;
+  readonly network: NetworkOptions;
+  readonly nemesis: NemesisOptions;
+  /** Whether the nemesis runs at all (false for the benchmark). */
+  readonly faults: boolean;
+  readonly raft: RaftKnobs;
+  /** Chance per step that a replica's clock ticks (models clock drift per node, below 1). */
+  readonly tickProbabilityMin: number;
+  /** Chance that a Ready's fsync completes in the same step; otherwise it takes 1..fsyncStepsMax. */
+  readonly fsyncImmediateProbability: number;
+  readonly fsyncStepsMax: number;
+  readonly clientCount: number;
+  /** Chance per step that an idle client proposes. */
+  readonly proposeProbability: number;
+  /** Chance per step that a client without a read in flight issues one. */
+  readonly readProbability: number;
+  /** A client gives up waiting for an acknowledgement after this many steps. */
+  readonly clientTimeoutSteps: number;
+  /** Filler bytes per payload are drawn up to this bound. */
+  readonly payloadFillerBytesMax: number;
+  /** A replica snapshots once it has applied this many entries past its last snapshot. */
+  readonly snapshotEveryEntries: number;
+  /** How many entries a replica keeps in its log behind a snapshot. */
+  readonly snapshotKeepEntries: number;
+  /** How many membership changes the run attempts. */
+  readonly membershipChangesMax: number;
+  /** Steps between membership changes. */
+  readonly membershipIntervalSteps: number;
+  /** Chance per step that the operator asks the leader to transfer leadership. */
+  readonly transferProbability: number;
+  readonly driverFault: DriverFault;
+}
+
+/** SIM_STEPS_DEFAULT is the length of the fault phase when the caller does not pin it. */
+export const SIM_STEPS_DEFAULT = 1500;
+
+/** drawSimOptions draws a run's options from `random`, then applies `pinned`. */
+export function drawSimOptions(random: SeededRandom, pinned: Partial<SimOptions> = {}): SimOptions {
+  const electionTicks = uniformInt(random, 8, 16);
+  const heartbeatTicks = uniformInt(random, 1, 3);
+  const delayMeanSteps = uniformInt(random, 1, 4);
+  const faulty = random.chance(0.9);
+  const shapeWeights: Record<PartitionShape, number> = {
+    [PartitionShape.Halves]: 3,
+    [PartitionShape.IsolateOne]: 2,
+    [PartitionShape.IsolateLeader]: 3,
+    [PartitionShape.MajoritiesRing]: 2,
+    [PartitionShape.Bridge]: 2,
+  };
+  const nodeCount = pinned.nodeCount ?? pick(random, [3, 3, 5] as const);
+  const drawn: SimOptions = {
+    nodeCount,
+    faultSteps: SIM_STEPS_DEFAULT,
+    livenessTicksMax: 200 * electionTicks,
+    network: {
+      delayMinSteps: 1,
+      delayMeanSteps,
+      delayMaxSteps: delayMeanSteps * 8,
+      inFlightMax: 8192,
+      pathInFlightMax: 512,
+    },
+    nemesis: {
+      partitionProbability: faulty ? pick(random, [0.005, 0.01, 0.03]) : 0,
+      partitionMeanSteps: electionTicks * uniformInt(random, 2, 8),
+      wholeMeanSteps: electionTicks * uniformInt(random, 1, 6),
+      shapeWeights,
+      clogProbability: faulty ? pick(random, [0, 0.002, 0.01]) : 0,
+      clogMeanSteps: electionTicks * 2,
+      lossProbability: faulty ? pick(random, [0, 0.02, 0.1, 0.25]) : 0,
+      duplicateProbability: faulty ? pick(random, [0, 0.02, 0.1]) : 0,
+      lossPeriodMeanSteps: electionTicks * 10,
+      crashProbability: faulty ? pick(random, [0, 0.002, 0.005, 0.01]) : 0,
+      crashLeaderBias: 0.3,
+      downMeanSteps: electionTicks * uniformInt(random, 1, 10),
+      downMax: pick(random, [1, 1, 2, nodeCount]),
+      durationMaxSteps: electionTicks * 50,
+    },
+    faults: faulty,
+    raft: {
+      electionTicks,
+      heartbeatTicks,
+      maxMsgBytes: pick(random, [256, 1024, 64 * 1024]),
+      maxInflightMsgs: pick(random, [2, 8, 64]),
+      maxUncommittedBytes: pick(random, [2048, 16 * 1024, 1 << 20]),
+      maxCommittedBytesPerReady: pick(random, [512, 1 << 20]),
+      snapshotChunkBytes: pick(random, [64, 200, 1024]),
+      checkQuorum: random.chance(0.75),
+      preVote: random.chance(0.75),
+    },
+    tickProbabilityMin: pick(random, [1, 0.9, 0.7]),
+    fsyncImmediateProbability: pick(random, [1, 0.7, 0.3]),
+    fsyncStepsMax: uniformInt(random, 1, 4),
+    clientCount: uniformInt(random, 1, 6),
+    proposeProbability: pick(random, [0.05, 0.2, 0.5]),
+    readProbability: pick(random, [0.02, 0.1]),
+    clientTimeoutSteps: electionTicks * 6,
+    payloadFillerBytesMax: pick(random, [0, 16, 96]),
+    snapshotEveryEntries: uniformInt(random, 10, 60),
+    snapshotKeepEntries: uniformInt(random, 0, 8),
+    membershipChangesMax: pick(random, [0, 2, 4, 6]),
+    membershipIntervalSteps: electionTicks * uniformInt(random, 5, 20),
+    transferProbability: pick(random, [0, 0.001, 0.005]),
+    driverFault: DriverFault.None,
+  };
+  return { ...drawn, ...pinned };
+}
