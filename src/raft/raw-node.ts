@@ -124,6 +124,7 @@ export class RawNode {
    * request may also be lost with a leader change: callers time out and retry.
    */
   readIndex(context: string): boolean {
+    if (context === '') throw new RangeError('RawNode.readIndex: the context must not be empty');
     return this.raft.readIndex(context);
   }
 
