@@ -24,9 +24,19 @@ export class MemoryStorage implements Storage {
    */
   private ents: Entry[];
 
+  /**
+   * A storage made with a non-empty `confState` is a bootstrapped member: it starts from a
+   * snapshot at (index 1, term 1) that holds the initial membership (its hard state stays
+   * empty, so the first election is for term 1, as in etcd).
+   * Index 0 is never sent to anyone, so the membership must live at index 1 or later: a
+   * member added later (made with no `confState`) receives this or a newer snapshot from the
+   * leader, and learns the membership from it. Every bootstrapped member must get the same
+   * `confState`.
+   */
   constructor(confState: ConfState = EMPTY_CONF_STATE) {
-    this.snap = { metadata: { index: 0, term: 0, confState }, data: new Uint8Array(0) };
-    this.ents = [dummy(0, 0)];
+    const boot = isBootstrap(confState) ? 1 : 0;
+    this.snap = { metadata: { index: boot, term: boot, confState }, data: new Uint8Array(0) };
+    this.ents = [dummy(boot, boot)];
   }
 
   initialState(): InitialState {
@@ -130,6 +140,10 @@ export class MemoryStorage implements Storage {
     this.ents.length = offset;
     for (const e of fresh) this.ents.push(e);
   }
+}
+
+function isBootstrap(cs: ConfState): boolean {
+  return cs.voters.length + cs.learners.length + cs.votersOutgoing.length > 0;
 }
 
 function dummy(index: number, term: number): Entry {

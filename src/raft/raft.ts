@@ -1,5 +1,4 @@
 import { Changer, ConfChangeError, isLeaveJoint, restoreConfig } from './conf-change.js';
-import { encodeConfChange } from './conf-change-codec.js';
 import { type RaftConfig, ReadOnlyOption, type ResolvedRaftConfig, resolveRaftConfig } from './config.js';
 import { RaftLog } from './log.js';
 import { type Progress, ProgressState } from './progress.js';
@@ -139,6 +138,8 @@ export class Raft {
   private broadcastDue = false;
   /** Follower only: a snapshot being received in chunks. */
   private incomingSnapshot: IncomingSnapshot | null = null;
+  /** Follower only: a complete snapshot waiting for the outstanding Ready's entries to be applied. */
+  private deferredSnapshot: { from: NodeId; inc: IncomingSnapshot } | null = null;
 
   private stepFn: StepFn = stepFollower;
   private tickFn: TickFn = tickElection;
@@ -735,6 +736,13 @@ export class Raft {
   }
 
   private installSnapshot(from: NodeId, inc: IncomingSnapshot): void {
+    if (this.log.applying > this.log.applied) {
+      // Committed entries handed out in the outstanding Ready are being applied right now.
+      // Switching to the snapshot's membership under them would make their ConfChanges
+      // apply to the wrong configuration, so install once they are done (see afterAdvance).
+      this.deferredSnapshot = { from, inc };
+      return;
+    }
     const meta = inc.chunk.metadata;
     let data: Uint8Array;
     if (inc.parts.length === 1) data = inc.parts[0]!;
@@ -774,6 +782,14 @@ export class Raft {
         }),
       );
     }
+  }
+
+  /** afterAdvance does what had to wait for the outstanding Ready to be handled. */
+  afterAdvance(): void {
+    const d = this.deferredSnapshot;
+    if (d === null) return;
+    this.deferredSnapshot = null;
+    if (this.role === RaftRole.Follower) this.installSnapshot(d.from, d.inc);
   }
 
   /** restore installs a snapshot from the leader; false if it is not needed or not valid here. */
@@ -991,6 +1007,9 @@ export class Raft {
     this.electionElapsed = 0;
     this.leadTransferee = transferee;
     if (pr.match === this.log.lastIndex()) {
+      this.trace(
+        `INFO ${this.id} sends MsgTimeoutNow to ${transferee} immediately as ${transferee} already has up-to-date log`,
+      );
       this.sendTimeoutNow(transferee);
     } else {
       this.sendAppend(transferee);
@@ -998,9 +1017,6 @@ export class Raft {
   }
 
   sendTimeoutNow(to: NodeId): void {
-    this.trace(
-      `INFO ${this.id} sends MsgTimeoutNow to ${to} immediately as ${to} already has up-to-date log`,
-    );
     this.send(makeMessage({ type: MessageType.TimeoutNow, from: this.id, to, term: this.term }));
   }
 
@@ -1144,19 +1160,14 @@ export class Raft {
     if (this.role === RaftRole.Leader) this.reduceUncommittedBytes(applied);
     const c = this.tracker.config;
     if (c.autoLeave && isJoint(c) && index >= this.pendingConfIndex && this.role === RaftRole.Leader) {
-      const leave: ConfChange = { transition: 'auto', changes: [], context: '' };
-      if (
-        this.appendEntries(
-          [{ term: 0, index: 0, type: EntryType.ConfChange, data: encodeConfChange(leave) }],
-          true,
-        )
-      ) {
-        this.pendingConfIndex = this.log.lastIndex();
-        this.broadcastDue = true;
-        this.trace(
-          `INFO ${this.id} initiating automatic transition out of joint configuration ${describeConfig(c)}`,
-        );
-      }
+      // An empty ConfChange payload is the change that leaves the joint configuration;
+      // like the no-op, it is forced past the uncommitted limit and costs none of it.
+      this.appendEntries([{ term: 0, index: 0, type: EntryType.ConfChange, data: EMPTY_DATA }], true);
+      this.pendingConfIndex = this.log.lastIndex();
+      this.broadcastDue = true;
+      this.trace(
+        `INFO ${this.id} initiating automatic transition out of joint configuration ${describeConfig(c)}`,
+      );
     }
   }
 }

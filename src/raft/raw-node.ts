@@ -207,6 +207,7 @@ export class RawNode {
     if (lastEntry) r.log.stableTo(lastEntry.index, lastEntry.term);
     const lastApplied = rd.committedEntries[rd.committedEntries.length - 1];
     if (lastApplied) r.appliedTo(lastApplied.index, rd.committedEntries);
+    r.afterAdvance();
   }
 
   /** status reports this replica's state. */
