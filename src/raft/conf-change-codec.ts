@@ -20,7 +20,12 @@ export function encodeConfChange(cc: ConfChange): Uint8Array {
  */
 export function decodeConfChange(data: Uint8Array): ConfChange {
   if (data.length === 0) return { transition: ConfChangeTransition.Auto, changes: [], context: '' };
-  const raw: unknown = JSON.parse(new TextDecoder().decode(data));
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data));
+  } catch (err) {
+    throw new TypeError(`conf change: not valid JSON (${err instanceof Error ? err.message : String(err)})`);
+  }
   if (typeof raw !== 'object' || raw === null) throw new TypeError('conf change: not an object');
   const { t, c, x } = raw as { t?: unknown; c?: unknown; x?: unknown };
   if (typeof t !== 'string' || !transitions.has(t))

@@ -11,7 +11,11 @@ export interface RandomSource {
 export const ReadOnlyOption = {
   /** Confirm with a heartbeat round to a quorum (the default, always safe). */
   Safe: 'safe',
-  /** Trust the leader's lease (needs check-quorum; unsafe under unbounded clock drift). */
+  /**
+   * Answer reads from the leader's lease when it is fresh: a quorum acknowledged a heartbeat
+   * sent less than `electionTicks - 1` ticks ago. Falls back to a heartbeat round otherwise.
+   * Needs check-quorum, and assumes the replicas' tick rates drift little.
+   */
   LeaseBased: 'lease-based',
 } as const;
 export type ReadOnlyOption = (typeof ReadOnlyOption)[keyof typeof ReadOnlyOption];

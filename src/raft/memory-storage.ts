@@ -124,8 +124,9 @@ export class MemoryStorage implements Storage {
   }
 
   /**
-   * append adds entries to the log. Entries before the first index are ignored; an entry
-   * that conflicts with the log truncates everything from it on.
+   * append writes entries to the log. Entries before the first index are ignored; the log
+   * is truncated at the first entry written, whether or not it matches (the core only hands
+   * out entries that are new or replace a conflicting suffix).
    */
   append(entries: readonly Entry[]): void {
     if (entries.length === 0) return;

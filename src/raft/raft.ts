@@ -2,7 +2,7 @@ import { Changer, ConfChangeError, isLeaveJoint, restoreConfig } from './conf-ch
 import { type RaftConfig, ReadOnlyOption, type ResolvedRaftConfig, resolveRaftConfig } from './config.js';
 import { RaftLog } from './log.js';
 import { type Progress, ProgressState } from './progress.js';
-import { VoteResult } from './quorum.js';
+import { jointCommittedIndex, VoteResult } from './quorum.js';
 import { ReadOnly } from './read-only.js';
 import { isStorageError, StorageErrorKind } from './storage.js';
 import { describeConfig, isJoint, ProgressTracker } from './tracker.js';
@@ -130,6 +130,17 @@ export class Raft {
   uncommittedBytes = 0;
 
   private readOnly = new ReadOnly(READ_INDEX_PENDING_MAX);
+  /** Ticks since this replica started: the leader's clock for read leases. */
+  private tickCount = 0;
+  /** Leader only, lease-based reads: per member, the newest tick of ours it acknowledged. */
+  private leaseAckTick = new Map<NodeId, number>();
+  /** Leader only: the lease is void for the rest of the term (TimeoutNow was sent). */
+  private leaseRevoked = false;
+  /**
+   * Lease-based reads only: ticks left during which this replica, just started, refuses
+   * votes. It may have acknowledged a leader's lease before it restarted and forgot.
+   */
+  private voteGuardTicks = 0;
   /** Leader only: reads that arrived before this term's no-op committed. */
   private pendingReadIndex: { from: NodeId; context: string }[] = [];
   /** Leader only: a heartbeat round for ReadIndex is due at the next flush. */
@@ -158,6 +169,9 @@ export class Raft {
     if (hardState.term !== 0 || hardState.vote !== NONE || hardState.commit !== 0) this.loadState(hardState);
     if (this.cfg.applied > 0) this.log.appliedTo(this.cfg.applied);
     this.becomeFollower(this.term, NONE);
+    // A lease we acknowledged before a restart lasts at most electionTicks - 1 ticks past our
+    // acknowledgement, which came before the restart.
+    if (this.cfg.readOnlyOption === ReadOnlyOption.LeaseBased) this.voteGuardTicks = this.cfg.electionTicks - 1;
     this.trace(
       `newRaft ${this.id} [${describeConfig(this.tracker.config)}] term=${this.term} commit=${this.log.committed} applied=${this.log.applied} lastIndex=${this.log.lastIndex()} lastTerm=${this.log.lastTerm()}`,
     );
@@ -300,14 +314,24 @@ export class Raft {
     // A follower may not have the leader's whole log yet: never tell it a commit index it
     // cannot hold.
     const commit = Math.min(pr.match, this.log.committed);
+    // With lease-based reads, the heartbeat carries our tick so the answer dates the lease.
+    const index = this.cfg.readOnlyOption === ReadOnlyOption.LeaseBased ? this.tickCount : 0;
     this.send(
-      makeMessage({ type: MessageType.Heartbeat, from: this.id, to, term: this.term, commit, context }),
+      makeMessage({
+        type: MessageType.Heartbeat,
+        from: this.id,
+        to,
+        term: this.term,
+        index,
+        commit,
+        context,
+      }),
     );
   }
 
   /** bcastHeartbeat sends a heartbeat, carrying the newest pending read context, to every member. */
   bcastHeartbeat(): void {
-    const ctx = this.readOnly.lastPendingContext();
+    const ctx = this.readOnly.lastPendingKey();
     for (const id of this.tracker.progress.keys()) {
       if (id !== this.id) this.sendHeartbeat(id, ctx);
     }
@@ -365,6 +389,8 @@ export class Raft {
     this.uncommittedBytes = 0;
     this.readOnly = new ReadOnly(READ_INDEX_PENDING_MAX);
     this.pendingReadIndex = [];
+    this.leaseAckTick = new Map();
+    this.leaseRevoked = false;
     this.readIndexHeartbeatDue = false;
     this.broadcastDue = false;
   }
@@ -518,6 +544,8 @@ export class Raft {
 
   /** tick advances logical time by one tick. */
   tick(): void {
+    this.tickCount++;
+    if (this.voteGuardTicks > 0) this.voteGuardTicks--;
     this.tickFn(this);
   }
 
@@ -529,7 +557,9 @@ export class Raft {
       if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
         const force = m.context === CAMPAIGN_TRANSFER;
         const inLease =
-          this.cfg.checkQuorum && this.leader !== NONE && this.electionElapsed < this.cfg.electionTicks;
+          this.cfg.checkQuorum &&
+          ((this.leader !== NONE && this.electionElapsed < this.cfg.electionTicks) ||
+            this.voteGuardTicks > 0);
         if (!force && inLease) {
           // Leader stickiness: while we hear from a live leader, ignore a disruptive
           // candidate, without updating our term or granting a vote.
@@ -676,6 +706,7 @@ export class Raft {
         from: this.id,
         to: m.from,
         term: this.term,
+        index: m.index,
         context: m.context,
       }),
     );
@@ -920,12 +951,13 @@ export class Raft {
     return true;
   }
 
-  /** readIndex asks for a linearizable read point; false if there is no leader to ask. */
+  /**
+   * readIndex asks for a linearizable read point. It returns false when the read cannot be
+   * taken: no leader to ask, or (on the leader) the same context is already pending or the
+   * queue is full. A read forwarded to the leader may still be lost with a leader change.
+   */
   readIndex(context: string): boolean {
-    if (this.role === RaftRole.Leader) {
-      this.leaderReadIndex(this.id, context);
-      return true;
-    }
+    if (this.role === RaftRole.Leader) return this.leaderReadIndex(this.id, context);
     if (this.role === RaftRole.Follower && this.leader !== NONE) {
       this.send(
         makeMessage({ type: MessageType.ReadIndex, from: this.id, to: this.leader, term: 0, context }),
@@ -935,28 +967,49 @@ export class Raft {
     return false;
   }
 
-  leaderReadIndex(from: NodeId, context: string): void {
+  /** leaderReadIndex takes a read on the leader, from itself or forwarded by `from`. */
+  leaderReadIndex(from: NodeId, context: string): boolean {
     if (this.tracker.isSingleton()) {
       this.respondReadIndex(from, context, this.log.committed);
-      return;
+      return true;
     }
     if (!this.committedEntryInCurrentTerm()) {
       // A new leader does not know the true commit index until its no-op commits.
-      if (this.pendingReadIndex.length < READ_INDEX_PENDING_MAX)
-        this.pendingReadIndex.push({ from, context });
-      return;
+      if (this.pendingReadIndex.length >= READ_INDEX_PENDING_MAX) return false;
+      this.pendingReadIndex.push({ from, context });
+      return true;
     }
-    this.sendReadIndexResponse(from, context);
+    return this.sendReadIndexResponse(from, context);
   }
 
-  private sendReadIndexResponse(from: NodeId, context: string): void {
-    if (this.cfg.readOnlyOption === ReadOnlyOption.LeaseBased) {
+  private sendReadIndexResponse(from: NodeId, context: string): boolean {
+    if (this.cfg.readOnlyOption === ReadOnlyOption.LeaseBased && this.leaseValid()) {
       this.respondReadIndex(from, context, this.log.committed);
-      return;
+      return true;
     }
-    if (!this.readOnly.addRequest(this.log.committed, from, context)) return;
-    this.readOnly.recvAck(this.id, context);
+    // Safe reads, and lease reads when the lease cannot be trusted: confirm leadership with
+    // a heartbeat round, shared by every read queued before it goes out.
+    const key = this.readOnly.addRequest(this.log.committed, from, context);
+    if (key === null) return false;
+    this.readOnly.recvAck(this.id, key);
     this.readIndexHeartbeatDue = true;
+    return true;
+  }
+
+  /**
+   * leaseValid tells whether this leader may answer a read without a heartbeat round: a
+   * quorum acknowledged heartbeats sent less than `electionTicks - 1` ticks ago, so no
+   * follower of that quorum can have granted a vote to anyone since (they ignore votes for
+   * an election timeout after hearing from the leader). It assumes tick rates drift
+   * little, and is void once this leader has sent TimeoutNow (a forced campaign ignores
+   * the followers' lease).
+   */
+  leaseValid(): boolean {
+    if (this.leaseRevoked) return false;
+    const quorumTick = jointCommittedIndex(this.tracker.config.voters, (id) =>
+      id === this.id ? this.tickCount : this.leaseAckTick.get(id),
+    );
+    return quorumTick > 0 && this.tickCount < quorumTick + this.cfg.electionTicks - 1;
   }
 
   private respondReadIndex(from: NodeId, context: string, index: number): void {
@@ -984,7 +1037,7 @@ export class Raft {
   }
 
   handleReadIndexAck(m: Message): void {
-    if (this.cfg.readOnlyOption !== ReadOnlyOption.Safe || m.context === '') return;
+    if (m.context === '') return;
     const acks = this.readOnly.recvAck(m.from, m.context);
     if (!acks || this.tracker.ackResult(acks) !== VoteResult.Won) return;
     for (const rs of this.readOnly.advance(m.context)) this.respondReadIndex(rs.from, rs.context, rs.index);
@@ -1017,6 +1070,8 @@ export class Raft {
   }
 
   sendTimeoutNow(to: NodeId): void {
+    // The transferee campaigns past every follower's lease, so ours is void from now on.
+    this.leaseRevoked = true;
     this.send(makeMessage({ type: MessageType.TimeoutNow, from: this.id, to, term: this.term }));
   }
 
@@ -1093,6 +1148,9 @@ export class Raft {
   handleHeartbeatResponse(m: Message, pr: Progress): void {
     pr.recentActive = true;
     pr.msgAppFlowPaused = false;
+    if (m.index > 0 && m.index <= this.tickCount && m.index > (this.leaseAckTick.get(m.from) ?? 0)) {
+      this.leaseAckTick.set(m.from, m.index);
+    }
     const s = pr.snapshotSend;
     if (pr.state === ProgressState.Snapshot && s) {
       if (s.ackedBytes === s.ackedAtLastHeartbeat) {

@@ -19,7 +19,7 @@ export interface ReadIndexRequest {
  */
 export class ReadOnly {
   private readonly pending = new Map<string, ReadIndexRequest>();
-  /** Contexts in arrival order. Invariant: exactly the keys of `pending`. */
+  /** Keys in arrival order. Invariant: exactly the keys of `pending`. */
   private queue: string[] = [];
   /** The most reads that may wait at once. */
   readonly pendingMax: number;
@@ -28,40 +28,45 @@ export class ReadOnly {
     this.pendingMax = pendingMax;
   }
 
-  /** addRequest queues a read at commit index `index`; false if it is a duplicate or the queue is full. */
-  addRequest(index: number, from: NodeId, context: string): boolean {
-    if (this.pending.has(context) || this.queue.length >= this.pendingMax) return false;
-    this.pending.set(context, { from, context, index, acks: new Set() });
-    this.queue.push(context);
-    return true;
+  /**
+   * addRequest queues a read at commit index `index` and returns the key that heartbeats
+   * carry for it, or null if that requester already has a read with this context pending or
+   * the queue is full. Keys include the requester, so replicas may reuse each other's contexts.
+   */
+  addRequest(index: number, from: NodeId, context: string): string | null {
+    const key = `${from}/${context}`;
+    if (this.pending.has(key) || this.queue.length >= this.pendingMax) return null;
+    this.pending.set(key, { from, context, index, acks: new Set() });
+    this.queue.push(key);
+    return key;
   }
 
-  /** recvAck records that `id` acknowledged a heartbeat with `context`; it returns the acks so far. */
-  recvAck(id: NodeId, context: string): ReadonlySet<NodeId> | undefined {
-    const rs = this.pending.get(context);
+  /** recvAck records that `id` acknowledged a heartbeat carrying `key`; it returns the acks so far. */
+  recvAck(id: NodeId, key: string): ReadonlySet<NodeId> | undefined {
+    const rs = this.pending.get(key);
     if (!rs) return undefined;
     rs.acks.add(id);
     return rs.acks;
   }
 
-  /** advance dequeues and returns every request up to and including `context`. */
-  advance(context: string): ReadIndexRequest[] {
-    const at = this.queue.indexOf(context);
+  /** advance dequeues and returns every request up to and including the one with `key`. */
+  advance(key: string): ReadIndexRequest[] {
+    const at = this.queue.indexOf(key);
     if (at < 0) return [];
     const done = this.queue.slice(0, at + 1);
     this.queue = this.queue.slice(at + 1);
     const out: ReadIndexRequest[] = [];
-    for (const ctx of done) {
-      const rs = this.pending.get(ctx);
-      if (!rs) throw new Error(`ReadOnly.advance: ${ctx} queued but not pending`);
-      this.pending.delete(ctx);
+    for (const k of done) {
+      const rs = this.pending.get(k);
+      if (!rs) throw new Error(`ReadOnly.advance: ${k} queued but not pending`);
+      this.pending.delete(k);
       out.push(rs);
     }
     return out;
   }
 
-  /** lastPendingContext is the newest queued context, or '' if none. */
-  lastPendingContext(): string {
+  /** lastPendingKey is the key of the newest queued read, or '' if none. */
+  lastPendingKey(): string {
     return this.queue.length > 0 ? this.queue[this.queue.length - 1]! : '';
   }
 
