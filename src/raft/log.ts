@@ -24,6 +24,12 @@ export class RaftLog {
   applied: number;
   /** The most committed-entry bytes handed out in one Ready. */
   readonly maxApplyingBytes: number;
+  /**
+   * Set when the storage could not hand out committed entries synchronously; cleared by
+   * `entriesFetched()`. While set, no committed entries are offered (so the driver is not
+   * asked to spin).
+   */
+  applyWaitingForFetch = false;
 
   constructor(storage: Storage, maxApplyingBytes: number) {
     this.storage = storage;
@@ -178,7 +184,7 @@ export class RaftLog {
 
   /** hasNextCommittedEntries tells whether committed entries wait to be handed out. */
   hasNextCommittedEntries(): boolean {
-    if (this.unstable.snapshot) return false;
+    if (this.unstable.snapshot || this.applyWaitingForFetch) return false;
     return this.committed > this.applying;
   }
 
@@ -190,7 +196,14 @@ export class RaftLog {
     if (!this.hasNextCommittedEntries()) return [];
     const lo = this.applying + 1;
     const hi = this.committed + 1;
-    const ents = this.slice(lo, hi, this.maxApplyingBytes);
+    let ents: Entry[];
+    try {
+      ents = this.slice(lo, hi, this.maxApplyingBytes);
+    } catch (err) {
+      if (!isStorageError(err, StorageErrorKind.LogTemporarilyUnavailable)) throw err;
+      this.applyWaitingForFetch = true;
+      return [];
+    }
     if (ents.length > 0) this.applying = ents[ents.length - 1]!.index;
     return ents;
   }

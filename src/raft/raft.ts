@@ -171,7 +171,8 @@ export class Raft {
     this.becomeFollower(this.term, NONE);
     // A lease we acknowledged before a restart lasts at most electionTicks - 1 ticks past our
     // acknowledgement, which came before the restart.
-    if (this.cfg.readOnlyOption === ReadOnlyOption.LeaseBased) this.voteGuardTicks = this.cfg.electionTicks - 1;
+    if (this.cfg.readOnlyOption === ReadOnlyOption.LeaseBased)
+      this.voteGuardTicks = this.cfg.electionTicks - 1;
     this.trace(
       `newRaft ${this.id} [${describeConfig(this.tracker.config)}] term=${this.term} commit=${this.log.committed} applied=${this.log.applied} lastIndex=${this.log.lastIndex()} lastTerm=${this.log.lastTerm()}`,
     );
@@ -225,6 +226,8 @@ export class Raft {
       try {
         ents = this.log.entriesFrom(pr.next, this.cfg.maxMsgBytes);
       } catch (err) {
+        // Not in memory yet: send nothing now; a heartbeat response or entriesFetched() retries.
+        if (isStorageError(err, StorageErrorKind.LogTemporarilyUnavailable)) return false;
         if (!isStorageError(err, StorageErrorKind.Compacted)) throw err;
         compacted = true;
       }
@@ -481,7 +484,14 @@ export class Raft {
     let lo = this.log.applied + 1;
     const hi = this.log.committed + 1;
     while (lo < hi) {
-      const ents = this.log.slice(lo, hi, this.cfg.maxMsgBytes);
+      let ents: Entry[];
+      try {
+        ents = this.log.slice(lo, hi, this.cfg.maxMsgBytes);
+      } catch (err) {
+        // Cannot look: assume there may be one, and campaign later.
+        if (isStorageError(err, StorageErrorKind.LogTemporarilyUnavailable)) return true;
+        throw err;
+      }
       for (const e of ents) if (e.type === EntryType.ConfChange) return true;
       lo += ents.length;
     }
@@ -812,6 +822,16 @@ export class Raft {
           index: this.log.committed,
         }),
       );
+    }
+  }
+
+  /** entriesFetched resumes what waited for the storage to fetch entries. */
+  entriesFetched(): void {
+    this.log.applyWaitingForFetch = false;
+    if (this.role === RaftRole.Leader) {
+      for (const id of this.tracker.progress.keys()) {
+        if (id !== this.id) this.maybeSendAppend(id, false);
+      }
     }
   }
 

@@ -133,6 +133,14 @@ export class RawNode {
     this.raft.step(makeMessage({ type: MessageType.TransferLeader, from: transferee, to: this.raft.id }));
   }
 
+  /**
+   * entriesFetched tells the core that entries its storage reported as temporarily
+   * unavailable are now in memory: applying resumes, and lagging followers are sent to.
+   */
+  entriesFetched(): void {
+    this.raft.entriesFetched();
+  }
+
   /** reportUnreachable tells the leader that the last message to `id` may not have arrived. */
   reportUnreachable(id: NodeId): void {
     this.raft.step(makeMessage({ type: MessageType.Unreachable, from: id, to: this.raft.id }));

@@ -8,6 +8,12 @@ export const StorageErrorKind = {
   Unavailable: 'unavailable',
   /** The snapshot is being produced; ask again later. */
   SnapshotTemporarilyUnavailable: 'snapshot-temporarily-unavailable',
+  /**
+   * The entries exist but are not in memory; the storage is fetching them. The core skips
+   * the work that needed them and retries after the driver calls `RawNode.entriesFetched()`
+   * (or, for replication, on the next heartbeat response).
+   */
+  LogTemporarilyUnavailable: 'log-temporarily-unavailable',
 } as const;
 export type StorageErrorKind = (typeof StorageErrorKind)[keyof typeof StorageErrorKind];
 
@@ -47,7 +53,8 @@ export interface Storage {
   initialState(): InitialState;
   /**
    * entries returns entries [lo, hi), trimmed to at most `maxBytes` of payload, but always at
-   * least one entry when lo < hi. Throws Compacted if lo < firstIndex().
+   * least one entry when lo < hi. Throws Compacted if lo < firstIndex(), and may throw
+   * LogTemporarilyUnavailable if an asynchronous store must fetch them first.
    */
   entries(lo: number, hi: number, maxBytes: number): Entry[];
   /**
