@@ -1,0 +1,185 @@
+import { DkvError, ErrorCode } from '../errors.js';
+import type { ConfState, Ready } from '../raft/index.js';
+import { GROUP_STORAGE_DEFAULTS, GroupStorage, type GroupStorageOptions } from './group-storage.js';
+import { GROUP_ID_MAX, NODE_KEY } from './keys.js';
+import { LevelDb, type WriteOp } from './level-db.js';
+import { decodeJsonRecord, encodeJsonRecord, type SnapshotRecord } from './records.js';
+
+/** STORAGE_FORMAT_VERSION is written in the node record; a node refuses a format it does not know. */
+export const STORAGE_FORMAT_VERSION = 1;
+
+interface NodeRecord {
+  readonly version: number;
+  readonly groups: number[];
+}
+
+/** PersistItem is one group's Ready to persist in a group-commit round. */
+export interface PersistItem {
+  readonly storage: GroupStorage;
+  readonly ready: Ready;
+}
+
+/** CommitStats describe one group-commit round. */
+export interface CommitStats {
+  readonly groups: number;
+  readonly entries: number;
+  readonly ops: number;
+  readonly synced: boolean;
+}
+
+/**
+ * NodeStorage is a node's single LevelDB, holding every group it hosts. Its `commit`
+ * is group commit: the Readies of every group in one event-loop round are written in one
+ * atomic batch, synced once, before any of them is acknowledged.
+ */
+export class NodeStorage {
+  readonly db: LevelDb;
+  private readonly opts: GroupStorageOptions;
+  private readonly groupMap = new Map<number, GroupStorage>();
+  private record: NodeRecord;
+  private closed = false;
+
+  private constructor(db: LevelDb, opts: GroupStorageOptions, record: NodeRecord) {
+    this.db = db;
+    this.opts = opts;
+    this.record = record;
+  }
+
+  /**
+   * open opens the node's database in `dir` and recovers every group in it. Errors name the
+   * directory (in use, unreadable, not a DKV directory) or the group (corrupted).
+   */
+  static async open(dir: string, options: Partial<GroupStorageOptions> = {}): Promise<NodeStorage> {
+    const opts: GroupStorageOptions = { ...GROUP_STORAGE_DEFAULTS, ...options };
+    for (const [k, v] of Object.entries(opts)) {
+      if (!Number.isSafeInteger(v) || v <= 0)
+        throw new DkvError(ErrorCode.InvalidArgument, `storage option ${k} must be a positive integer`);
+    }
+    const db = await LevelDb.open(dir);
+    try {
+      const raw = await db.get(NODE_KEY);
+      let record: NodeRecord;
+      if (raw) {
+        const v = decodeJsonRecord(0, 'node record', raw) as Partial<NodeRecord>;
+        if (v.version !== STORAGE_FORMAT_VERSION || !Array.isArray(v.groups)) {
+          throw new DkvError(
+            ErrorCode.Unsupported,
+            `data directory ${dir} has storage format ${String(v.version)}; this build reads format ${STORAGE_FORMAT_VERSION}`,
+          );
+        }
+        record = { version: v.version, groups: v.groups.filter((g) => Number.isSafeInteger(g)) };
+      } else {
+        record = { version: STORAGE_FORMAT_VERSION, groups: [] };
+        await db.batch([{ type: 'put', key: NODE_KEY, value: encodeJsonRecord(record) }], true);
+      }
+      const ns = new NodeStorage(db, opts, record);
+      for (const g of record.groups) ns.groupMap.set(g, await GroupStorage.load(db, g, opts));
+      return ns;
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
+  }
+
+  /** groupIds lists the groups stored on this node. */
+  groupIds(): number[] {
+    return [...this.groupMap.keys()].sort((a, b) => a - b);
+  }
+
+  /** group returns a stored group, or undefined. */
+  group(id: number): GroupStorage | undefined {
+    return this.groupMap.get(id);
+  }
+
+  /**
+   * createGroup stores a new group: bootstrapped with `confState` (a snapshot at index 1
+   * holding the membership), or empty for a replica that will receive a snapshot.
+   */
+  async createGroup(id: number, confState?: ConfState): Promise<GroupStorage> {
+    this.checkOpen();
+    if (!Number.isSafeInteger(id) || id < 0 || id > GROUP_ID_MAX) {
+      throw new DkvError(ErrorCode.InvalidArgument, `group id ${id} is out of range`);
+    }
+    if (this.groupMap.has(id))
+      throw new DkvError(ErrorCode.InvalidArgument, `group ${id} already exists on this node`);
+    const record: NodeRecord = { ...this.record, groups: [...this.record.groups, id].sort((a, b) => a - b) };
+    const ops: WriteOp[] = [
+      ...GroupStorage.create(this.db, id, this.opts, confState),
+      { type: 'put', key: NODE_KEY, value: encodeJsonRecord(record) },
+    ];
+    await this.db.batch(ops, true);
+    this.record = record;
+    const gs = await GroupStorage.load(this.db, id, this.opts);
+    this.groupMap.set(id, gs);
+    return gs;
+  }
+
+  /** deleteGroup removes a group and all its data from this node. */
+  async deleteGroup(id: number): Promise<void> {
+    this.checkOpen();
+    if (!this.groupMap.has(id)) return;
+    const record: NodeRecord = { ...this.record, groups: this.record.groups.filter((g) => g !== id) };
+    await this.db.batch([{ type: 'put', key: NODE_KEY, value: encodeJsonRecord(record) }], true);
+    this.record = record;
+    this.groupMap.delete(id);
+    const lo = Uint8Array.of(0x67, 0, 0, 0, 0);
+    new DataView(lo.buffer).setUint32(1, id);
+    const hi = lo.slice();
+    if (id === GROUP_ID_MAX) hi.set([0x68, 0, 0, 0, 0]);
+    else new DataView(hi.buffer).setUint32(1, id + 1);
+    await this.db.clear({ gte: lo, lt: hi });
+  }
+
+  /**
+   * commit persists the Readies of one round: first the chunks of any snapshot received from
+   * a leader, then one atomic batch with every group's entries and hard state, synced if any
+   * Ready needs it. It resolves only after the sync returns; only then may the Readies'
+   * messages be sent and their entries applied. The in-memory views update at the same time.
+   */
+  async commit(items: readonly PersistItem[]): Promise<CommitStats> {
+    this.checkOpen();
+    const withSnapshot = items.filter((it) => it.ready.snapshot !== null);
+    if (withSnapshot.length === 0) return this.commitBatch(items, new Map());
+    // Hold each receiving group's snapshot lock across chunk writes, the switch and the memory update.
+    const run = async (i: number, prepared: Map<GroupStorage, SnapshotRecord>): Promise<CommitStats> => {
+      const it = withSnapshot[i];
+      if (!it) return this.commitBatch(items, prepared);
+      return it.storage.withSnapshotLock(async () => {
+        prepared.set(it.storage, await it.storage.prepareReceivedSnapshot(it.ready.snapshot!));
+        return run(i + 1, prepared);
+      });
+    };
+    return run(0, new Map());
+  }
+
+  private async commitBatch(
+    items: readonly PersistItem[],
+    prepared: ReadonlyMap<GroupStorage, SnapshotRecord>,
+  ): Promise<CommitStats> {
+    const ops: WriteOp[] = [];
+    const commits: (() => void)[] = [];
+    let sync = false;
+    let entries = 0;
+    for (const { storage, ready } of items) {
+      const staged = storage.stageReady(ready, prepared.get(storage) ?? null);
+      for (const op of staged.ops) ops.push(op);
+      commits.push(staged.commit);
+      if (ready.mustSync) sync = true;
+      entries += ready.entries.length;
+    }
+    if (ops.length > 0) await this.db.batch(ops, sync);
+    for (const c of commits) c();
+    return { groups: items.length, entries, ops: ops.length, synced: sync && ops.length > 0 };
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new DkvError(ErrorCode.Cancelled, 'node storage is closed');
+  }
+
+  /** close closes the database; the storage may not be used afterwards. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.db.close();
+  }
+}
