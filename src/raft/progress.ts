@@ -23,6 +23,10 @@ export interface SnapshotSend {
   started: boolean;
   /** ackedBytes as of the previous heartbeat response, to detect a stalled transfer. */
   ackedAtLastHeartbeat: number;
+  /** What the follower said it holds in its latest acknowledgement (may be below ackedBytes). */
+  lastReportedBytes: number;
+  /** Heartbeat responses in a row with no acknowledged progress. */
+  stalledRounds: number;
 }
 
 /**
@@ -89,7 +93,15 @@ export class Progress {
     this.resetState(ProgressState.Snapshot);
     this.pendingSnapshot = snapshot.metadata.index;
     this.next = snapshot.metadata.index + 1;
-    this.snapshotSend = { snapshot, ackedBytes: 0, sentBytes: 0, started: false, ackedAtLastHeartbeat: -1 };
+    this.snapshotSend = {
+      snapshot,
+      ackedBytes: 0,
+      sentBytes: 0,
+      started: false,
+      ackedAtLastHeartbeat: -1,
+      lastReportedBytes: 0,
+      stalledRounds: 0,
+    };
   }
 
   /**

@@ -29,7 +29,14 @@ import {
 export const CAMPAIGN_TRANSFER = 'transfer';
 
 /** SNAPSHOT_WINDOW_CHUNKS bounds the snapshot chunks in flight to one follower. */
-export const SNAPSHOT_WINDOW_CHUNKS = 4;
+export const SNAPSHOT_WINDOW_CHUNKS = 8;
+
+/**
+ * SNAPSHOT_STALL_ROUNDS is how many heartbeat responses in a row without acknowledged
+ * progress make the leader resend snapshot chunks. More than one, so that acknowledgements
+ * that are merely slower than a heartbeat do not cause duplicate sends.
+ */
+export const SNAPSHOT_STALL_ROUNDS = 3;
 
 /** READ_INDEX_PENDING_MAX bounds the ReadIndex requests queued on a leader. */
 export const READ_INDEX_PENDING_MAX = 4096;
@@ -45,7 +52,10 @@ type TickFn = (r: Raft) => void;
 interface IncomingSnapshot {
   readonly chunk: SnapshotChunk;
   readonly parts: Uint8Array[];
+  /** Bytes received in order. Invariant: the sum of the lengths of `parts`. */
   receivedBytes: number;
+  /** Chunks that arrived ahead of `receivedBytes` (the network reorders), by offset. Bounded. */
+  readonly early: Map<number, Uint8Array>;
 }
 
 /**
@@ -129,7 +139,7 @@ export class Raft {
   /** Leader only: payload bytes of entries appended in this term and not yet applied. */
   uncommittedBytes = 0;
 
-  private readOnly = new ReadOnly(READ_INDEX_PENDING_MAX);
+  private readOnly = new ReadOnly(READ_INDEX_PENDING_MAX, 0);
   /** Ticks since this replica started: the leader's clock for read leases. */
   private tickCount = 0;
   /** Leader only, lease-based reads: per member, the newest tick of ours it acknowledged. */
@@ -390,7 +400,7 @@ export class Raft {
     }
     this.pendingConfIndex = 0;
     this.uncommittedBytes = 0;
-    this.readOnly = new ReadOnly(READ_INDEX_PENDING_MAX);
+    this.readOnly = new ReadOnly(READ_INDEX_PENDING_MAX, this.term);
     this.pendingReadIndex = [];
     this.leaseAckTick = new Map();
     this.leaseRevoked = false;
@@ -594,13 +604,12 @@ export class Raft {
         }
       }
     } else if (m.term < this.term) {
-      if (
-        (this.cfg.checkQuorum || this.cfg.preVote) &&
-        (m.type === MessageType.Heartbeat || m.type === MessageType.App)
-      ) {
+      if (m.type === MessageType.Heartbeat || m.type === MessageType.App || m.type === MessageType.Snap) {
         // A stale leader (for example, one that was partitioned) learns of the newer term
-        // from this response and steps down. Without it, with pre-vote or check-quorum on,
-        // the stale leader could keep a partitioned-then-healed node from ever rejoining.
+        // from this response and steps down, as the paper has every RPC answer with the
+        // current term. Without it, a node whose term ran ahead could never rejoin: with
+        // pre-vote or check-quorum its votes are ignored, and without them it may hold a
+        // membership whose other voters are gone.
         this.send(makeMessage({ type: MessageType.AppResp, from: this.id, to: m.from, term: this.term }));
       } else if (m.type === MessageType.PreVote) {
         this.send(
@@ -746,17 +755,30 @@ export class Raft {
       inc.chunk.metadata.index === meta.index &&
       inc.chunk.metadata.term === meta.term &&
       inc.chunk.totalBytes === chunk.totalBytes;
-    if (chunk.offset === 0 && (!same || inc === null || inc.receivedBytes !== 0)) {
-      inc = { chunk, parts: [], receivedBytes: 0 };
+    if (!same && chunk.offset === 0) {
+      // A new transfer (a newer snapshot, or a new leader): start over.
+      inc = { chunk, parts: [], receivedBytes: 0, early: new Map() };
       this.incomingSnapshot = inc;
     } else if (!same) {
       inc = null;
     }
-    if (inc !== null && chunk.offset === inc.receivedBytes) {
-      if (chunk.data.length > 0 || chunk.totalBytes === 0) {
-        inc.parts.push(chunk.data.slice());
-        inc.receivedBytes += chunk.data.length;
+    if (inc !== null) {
+      if (chunk.offset > inc.receivedBytes) {
+        // Ahead of what we hold: keep it for later, within a bound; duplicates are dropped.
+        if (inc.early.size < 2 * SNAPSHOT_WINDOW_CHUNKS) inc.early.set(chunk.offset, chunk.data.slice());
+      } else if (chunk.offset === inc.receivedBytes) {
+        if (chunk.data.length > 0) {
+          inc.parts.push(chunk.data.slice());
+          inc.receivedBytes += chunk.data.length;
+        }
+        for (let next = inc.early.get(inc.receivedBytes); next !== undefined; next = inc.early.get(inc.receivedBytes)) {
+          inc.early.delete(inc.receivedBytes);
+          if (next.length === 0) break;
+          inc.parts.push(next);
+          inc.receivedBytes += next.length;
+        }
       }
+      // Chunks below receivedBytes are duplicates: just acknowledge again.
       if (inc.receivedBytes === chunk.totalBytes) {
         this.incomingSnapshot = null;
         this.installSnapshot(m.from, inc);
@@ -1154,14 +1176,11 @@ export class Raft {
     const s = pr.snapshotSend;
     if (pr.state !== ProgressState.Snapshot || !s) return;
     if (s.snapshot.metadata.index !== m.index || s.snapshot.metadata.term !== m.logTerm) return;
-    if (m.rejectHint < s.ackedBytes || m.rejectHint > s.sentBytes) {
-      // The follower lost what it had (restart, or another snapshot): resend from its point.
-      s.ackedBytes = Math.min(m.rejectHint, s.sentBytes);
-      s.sentBytes = s.ackedBytes;
-      if (s.sentBytes === 0) s.started = false;
-    } else {
-      s.ackedBytes = m.rejectHint;
-    }
+    // Acks can arrive reordered or duplicated: only a higher one moves the transfer on. The
+    // latest report is kept, so that a stall rewinds to what the follower really holds (it
+    // may have restarted and lost its partial snapshot).
+    s.lastReportedBytes = Math.min(m.rejectHint, s.sentBytes);
+    if (m.rejectHint > s.ackedBytes) s.ackedBytes = Math.min(m.rejectHint, s.sentBytes);
     this.pumpSnapshot(m.from, pr);
   }
 
@@ -1173,8 +1192,12 @@ export class Raft {
     }
     const s = pr.snapshotSend;
     if (pr.state === ProgressState.Snapshot && s) {
-      if (s.ackedBytes === s.ackedAtLastHeartbeat) {
-        // No progress for a whole heartbeat round: chunks were lost. Resend from the last ack.
+      s.stalledRounds = s.ackedBytes === s.ackedAtLastHeartbeat ? s.stalledRounds + 1 : 0;
+      if (s.stalledRounds >= SNAPSHOT_STALL_ROUNDS) {
+        // No progress for several heartbeat rounds: chunks were lost, or the follower lost
+        // its partial snapshot. Resend from what it last said it holds.
+        s.stalledRounds = 0;
+        s.ackedBytes = Math.min(s.ackedBytes, s.lastReportedBytes);
         s.sentBytes = s.ackedBytes;
         if (s.sentBytes === 0) s.started = false;
         this.pumpSnapshot(m.from, pr);

@@ -23,19 +23,25 @@ export class ReadOnly {
   private queue: string[] = [];
   /** The most reads that may wait at once. */
   readonly pendingMax: number;
+  /** Prefix of every key: the leader's term, so keys of different terms never collide. */
+  private readonly keyPrefix: string;
+  private seq = 0;
 
-  constructor(pendingMax: number) {
+  constructor(pendingMax: number, term: number) {
     this.pendingMax = pendingMax;
+    this.keyPrefix = `${term}.`;
   }
 
   /**
    * addRequest queues a read at commit index `index` and returns the key that heartbeats
-   * carry for it, or null if that requester already has a read with this context pending or
-   * the queue is full. Keys include the requester, so replicas may reuse each other's contexts.
+   * carry for it, or null if the queue is full. Keys are never reused by this leader (they
+   * hold its term and a sequence number), so an acknowledgement of an old heartbeat, however
+   * late or duplicated, can never confirm a read queued after that heartbeat left.
    */
   addRequest(index: number, from: NodeId, context: string): string | null {
-    const key = `${from}/${context}`;
-    if (this.pending.has(key) || this.queue.length >= this.pendingMax) return null;
+    if (this.queue.length >= this.pendingMax) return null;
+    this.seq++;
+    const key = `${this.keyPrefix}${this.seq}`;
     this.pending.set(key, { from, context, index, acks: new Set() });
     this.queue.push(key);
     return key;

@@ -156,7 +156,7 @@ describe('§5.1 terms', () => {
     },
   );
 
-  it('a message with a stale term is ignored', () => {
+  it('a message with a stale term changes nothing; a stale append is answered with the current term', () => {
     const net = lone([1, 2, 3], {
       prepare: (_, s) => {
         s.append(entriesOfTerms(B + 1, [T0 + 1, T0 + 2]));
@@ -179,7 +179,9 @@ describe('§5.1 terms', () => {
     expect(termsOf(net, 1)).toEqual([T0 + 1, T0 + 2]);
     const st = net.node(1).status();
     expect([st.term, st.vote, st.leader, st.commit]).toEqual([T0 + 2, NONE, NONE, B]);
-    expect(net.queue).toEqual([]);
+    // §5.1: the stale sender learns the current term (and steps down); the stale vote gets
+    // no answer at all.
+    expect(net.queue.map((m) => [m.type, m.to, m.term, m.reject])).toEqual([[MessageType.AppResp, 2, T0 + 2, false]]);
   });
 
   it('with check-quorum, a stale leader is told the newer term so that it steps down', () => {

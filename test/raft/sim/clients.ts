@@ -20,9 +20,8 @@ export const READS_REMEMBERED_MAX = 1024;
 export interface ClientHost {
   readonly checker: SafetyChecker;
   readonly trace: Trace;
-  /** The replicas that are up and not removed, in id order. */
+  /** The replicas that take requests (up, not removed), in id order. */
   upReplicas(): readonly Replica[];
-  replica(id: number): Replica | undefined;
 }
 
 /** ProposalRecord is one proposal a replica accepted. */
@@ -147,11 +146,11 @@ export class Clients {
   }
 
   private target(c: ClientState): Replica | undefined {
-    if (c.leaderHint !== 0) {
-      const r = this.host.replica(c.leaderHint);
-      if (r?.isUp && !r.removed) return r;
-    }
     const up = this.host.upReplicas();
+    if (c.leaderHint !== 0) {
+      const r = up.find((x) => x.id === c.leaderHint);
+      if (r !== undefined) return r;
+    }
     return up.length === 0 ? undefined : pick(this.random, up);
   }
 
@@ -198,6 +197,9 @@ export class Clients {
     c.reading = context;
     c.readDeadlineStep = now + this.options.clientTimeoutSteps;
     this.reads.set(context, { context, requiredIndex, invokeStep: now, client: c.id, node: r.id });
+    if (this.host.trace.enabled) {
+      this.host.trace.line(now, r.id, `client ${c.id}: read ${context} invoked (must see ${requiredIndex})`);
+    }
     if (this.reads.size > READS_REMEMBERED_MAX) {
       const oldest = this.reads.keys().next().value;
       if (oldest !== undefined) this.reads.delete(oldest);

@@ -94,7 +94,7 @@ export class Cluster {
       const r = this.replicas.get(p.to);
       if (r !== undefined && !r.removed) r.receive(p.message);
     });
-    for (const r of this.replicas.values()) r.tick();
+    for (const r of this.replicas.values()) r.tick(now);
     this.clients.step(now);
     this.membership.step(now);
     if (this.options.transferProbability > 0 && this.random.chance(this.options.transferProbability)) {
@@ -124,14 +124,24 @@ export class Cluster {
 
   // ------------------------------------------------------------ views
 
-  /** leaderReplica is the up replica that leads the highest term, if any. */
+  /** leaderReplica is the responsive replica that leads the highest term, if any. */
   leaderReplica(): Replica | undefined {
     let best: Replica | undefined;
     for (const r of this.replicas.values()) {
-      if (r.isUp && !r.removed && r.role === RaftRole.Leader && (best === undefined || r.term > best.term))
+      if (this.responsive(r) && r.role === RaftRole.Leader && (best === undefined || r.term > best.term))
         best = r;
     }
     return best;
+  }
+
+  /**
+   * responsive tells whether a replica takes requests: up and not removed. A paused replica
+   * does: a request sent to it waits in its socket and is handled when it resumes, before the
+   * peer packets held during the pause (they arrive at the start of the resume step), which is
+   * exactly what calling its core now amounts to, since nothing else reaches it meanwhile.
+   */
+  private responsive(r: Replica): boolean {
+    return r.isUp && !r.removed;
   }
 
   /** leader is the id of `leaderReplica`, or 0. */
@@ -146,10 +156,10 @@ export class Cluster {
     return out;
   }
 
-  /** upReplicas lists the replicas that are up and not removed. */
+  /** upReplicas lists the replicas that take client requests (see `responsive`). */
   upReplicas(): readonly Replica[] {
     const out: Replica[] = [];
-    for (const r of this.replicas.values()) if (r.isUp && !r.removed) out.push(r);
+    for (const r of this.replicas.values()) if (this.responsive(r)) out.push(r);
     return out;
   }
 
@@ -171,14 +181,28 @@ export class Cluster {
     this.replicas.get(id)?.restart(now);
   }
 
+  pause(id: number, untilStep: number): void {
+    const r = this.replicas.get(id);
+    if (r !== undefined) r.pausedUntilStep = Math.max(r.pausedUntilStep, untilStep);
+  }
+
+  resume(id: number): void {
+    const r = this.replicas.get(id);
+    if (r !== undefined) r.pausedUntilStep = 0;
+  }
+
   // ------------------------------------------------------------ membership host
 
-  provision(now: number): number {
-    if (this.nextNodeId > NODE_ID_MAX) return 0;
-    const id = this.nextNodeId++;
+  newNodeId(): number {
+    return this.nextNodeId <= NODE_ID_MAX ? this.nextNodeId : 0;
+  }
+
+  provision(now: number): void {
+    const id = this.newNodeId();
+    if (id === 0) throw new RangeError('provision: out of node ids');
+    this.nextNodeId++;
     if (this.trace.enabled) this.trace.line(now, id, 'provisioned (empty)');
     this.addReplica(id, EMPTY_CONF_STATE);
-    return id;
   }
 
   // ------------------------------------------------------------ replica host

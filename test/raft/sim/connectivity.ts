@@ -42,11 +42,6 @@ export class Connectivity {
     return this.blockedCount === 0;
   }
 
-  /** reachableFrom lists the nodes among `nodes` that `from` can send to (itself included). */
-  reachableFrom(from: number, nodes: readonly number[]): number[] {
-    return nodes.filter((to) => this.allows(from, to));
-  }
-
   /** heardBy lists the nodes among `nodes` that can send to `to` (itself included). */
   heardBy(to: number, nodes: readonly number[]): number[] {
     return nodes.filter((from) => this.allows(from, to));

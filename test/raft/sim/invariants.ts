@@ -62,11 +62,6 @@ export class SafetyChecker {
     }
   }
 
-  /** leaderOf returns the node that led `term`, or 0. */
-  leaderOf(term: number): number {
-    return this.leaderOfTerm.get(term) ?? 0;
-  }
-
   /** committedAt returns what is known committed at `index`, if anything. */
   committedAt(index: number): { readonly term: number; readonly data: Uint8Array } | undefined {
     return this.committed[index];

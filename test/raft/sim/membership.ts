@@ -1,6 +1,6 @@
 /**
  * MembershipOperator changes the cluster's membership while faults are active: it adds
- * learners, promotes them, removes voters, replaces a voter through joint consensus, and
+ * learners and voters, promotes learners, removes voters, replaces a voter through joint consensus, and
  * swaps a voter with a learner, always keeping at least three voters. It talks to the
  * leader as an operator would, and retries (re-deciding from the current membership) when a
  * change is refused, superseded or slow.
@@ -33,8 +33,10 @@ export interface MembershipHost {
   readonly trace: Trace;
   /** The current leader's replica, if some replica is up and leads. */
   leaderReplica(): Replica | undefined;
-  /** provision starts a fresh, empty replica with a new id and returns that id, or 0 if none is left. */
-  provision(now: number): number;
+  /** newNodeId is the id the next new replica will get, or 0 if none is left. */
+  newNodeId(): number;
+  /** provision starts a fresh, empty replica with id `newNodeId()`. */
+  provision(now: number): void;
 }
 
 interface PendingChange {
@@ -99,7 +101,7 @@ export class MembershipOperator {
       cc = { transition: ConfChangeTransition.Auto, changes: [], context: 'leave' };
     } else {
       if (!this.active || this.changesLeft <= 0) return;
-      cc = this.choose(cs, now);
+      cc = this.choose(cs);
       if (cc === null) return;
     }
     const res = leader.node.proposeConfChange(cc);
@@ -110,6 +112,8 @@ export class MembershipOperator {
       return;
     }
     if (cc.changes.length > 0) this.changesLeft--;
+    // A new member's replica starts only once the change is accepted, so refusals waste no ids.
+    if (cc.changes.some((c) => c.nodeId === this.host.newNodeId())) this.host.provision(now);
     this.pending = {
       cc,
       data: encodeConfChange(cc),
@@ -127,14 +131,14 @@ export class MembershipOperator {
     }
   }
 
-  /** choose draws a change valid for `cs`, provisioning replicas for any new ids. */
-  private choose(cs: ConfState, now: number): ConfChange | null {
+  /** choose draws a change valid for `cs`; a new member gets id `newNodeId()`. */
+  private choose(cs: ConfState): ConfChange | null {
     const voters = cs.voters;
     const learners = cs.learners;
     const members = voters.length + learners.length;
     const kinds: string[] = [];
     if (learners.length > 0) kinds.push('promote', 'promote', 'swap', 'remove-learner');
-    if (members < MEMBERS_MAX) kinds.push('add-learner', 'replace');
+    if (members < MEMBERS_MAX) kinds.push('add-learner', 'add-voter', 'replace');
     if (voters.length > VOTERS_MIN) kinds.push('remove-voter');
     if (kinds.length === 0) return null;
     const kind = pick(this.random, kinds);
@@ -166,11 +170,15 @@ export class MembershipOperator {
           { type: ConfChangeType.AddLearner, nodeId: pick(this.random, voters) },
         ]);
       case 'add-learner': {
-        const id = this.host.provision(now);
+        const id = this.host.newNodeId();
         return id === 0 ? null : single([{ type: ConfChangeType.AddLearner, nodeId: id }]);
       }
+      case 'add-voter': {
+        const id = this.host.newNodeId();
+        return id === 0 ? null : single([{ type: ConfChangeType.AddVoter, nodeId: id }]);
+      }
       case 'replace': {
-        const id = this.host.provision(now);
+        const id = this.host.newNodeId();
         if (id === 0) return null;
         return joint([
           { type: ConfChangeType.AddVoter, nodeId: id },

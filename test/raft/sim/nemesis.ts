@@ -1,6 +1,6 @@
 /**
  * Nemesis switches faults on and off over time: partitions of every shape, clogged links,
- * lossy and duplicating periods, and node crashes with later restarts. Its schedule is
+ * lossy and duplicating periods, node pauses, and node crashes with later restarts. Its schedule is
  * drawn step by step from its own SeededRandom, so the seed fixes it. `heal` ends the fault
  * phase.
  */
@@ -27,6 +27,8 @@ export interface NemesisOptions {
   readonly lossProbability: number;
   /** Packet duplication while a duplicating period is on. */
   readonly duplicateProbability: number;
+  /** Late packet replays while a duplicating period is on. */
+  readonly replayProbability: number;
   /** Mean length of lossy/duplicating periods and of the quiet periods between them. */
   readonly lossPeriodMeanSteps: number;
   /** Chance per step that a node crashes. */
@@ -36,6 +38,12 @@ export interface NemesisOptions {
   readonly downMeanSteps: number;
   /** At most this many nodes are down at once. */
   readonly downMax: number;
+  /**
+   * Chance per step that a node pauses (a long GC or VM stall): its clock stops and packets
+   * to it wait, then it resumes where it was, unaware of the gap.
+   */
+  readonly pauseProbability: number;
+  readonly pauseMeanSteps: number;
   /** Upper bound on any drawn duration, in steps. */
   readonly durationMaxSteps: number;
 }
@@ -49,6 +57,10 @@ export interface NemesisTarget {
   isUp(id: number): boolean;
   crash(id: number, step: number): void;
   restart(id: number, step: number): void;
+  /** pause freezes node `id` (no ticks, no Ready handling) until `untilStep`. */
+  pause(id: number, untilStep: number): void;
+  /** resume ends any pause of node `id` now. */
+  resume(id: number): void;
 }
 
 /** Nemesis is the fault schedule of one run. */
@@ -67,7 +79,7 @@ export class Nemesis<M> {
   /** down maps each crashed node to the step it restarts at. */
   private readonly down = new Map<number, number>();
   /** Counters for progress lines. */
-  readonly stats = { partitions: 0, clogs: 0, crashes: 0, restarts: 0 };
+  readonly stats = { partitions: 0, clogs: 0, crashes: 0, restarts: 0, pauses: 0 };
 
   constructor(
     random: SeededRandom,
@@ -128,10 +140,16 @@ export class Nemesis<M> {
         this.trace.line(now, 0, `nemesis: loss=${this.network.lossProbability.toFixed(3)}`);
     }
     if (now >= this.nextDuplicateToggleStep) {
-      this.network.duplicateProbability = this.network.duplicateProbability > 0 ? 0 : o.duplicateProbability;
+      const on = this.network.duplicateProbability === 0 && this.network.replayProbability === 0;
+      this.network.duplicateProbability = on ? o.duplicateProbability : 0;
+      this.network.replayProbability = on ? o.replayProbability : 0;
       this.nextDuplicateToggleStep = now + this.duration(o.lossPeriodMeanSteps);
       if (this.trace.enabled)
-        this.trace.line(now, 0, `nemesis: dup=${this.network.duplicateProbability.toFixed(3)}`);
+        this.trace.line(
+          now,
+          0,
+          `nemesis: dup=${this.network.duplicateProbability.toFixed(3)} replay=${this.network.replayProbability.toFixed(3)}`,
+        );
     }
     if (o.clogProbability > 0 && this.random.chance(o.clogProbability)) {
       const members = this.target.members();
@@ -144,6 +162,21 @@ export class Nemesis<M> {
           this.stats.clogs++;
           if (this.trace.enabled) this.trace.line(now, 0, `nemesis: clog ${from}->${to} until ${until}`);
         }
+      }
+    }
+    if (o.pauseProbability > 0 && this.random.chance(o.pauseProbability)) {
+      const members = this.target.members();
+      const up = members.filter((id) => this.target.isUp(id));
+      if (up.length > 0) {
+        const leader = this.target.leader();
+        const victim =
+          leader !== 0 && up.includes(leader) && this.random.chance(0.5) ? leader : pick(this.random, up);
+        const until = now + this.duration(o.pauseMeanSteps);
+        // Packets to a paused node queue up and arrive when it resumes.
+        for (const from of members) if (from !== victim) this.network.clog(from, victim, until);
+        this.stats.pauses++;
+        if (this.trace.enabled) this.trace.line(now, 0, `nemesis: pause n${victim} until ${until}`);
+        this.target.pause(victim, until);
       }
     }
     if (o.crashProbability > 0 && this.down.size < o.downMax && this.random.chance(o.crashProbability)) {
@@ -168,6 +201,7 @@ export class Nemesis<M> {
     this.active = false;
     this.partitionEndStep = -1;
     this.network.heal();
+    for (const id of this.target.members()) this.target.resume(id);
     for (const id of [...this.down.keys()]) {
       this.down.delete(id);
       this.stats.restarts++;

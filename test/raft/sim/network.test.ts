@@ -152,6 +152,7 @@ const OPTIONS = {
   delayMinSteps: 1,
   delayMeanSteps: 3,
   delayMaxSteps: 20,
+  replayDelayMaxSteps: 200,
   inFlightMax: 10_000,
   pathInFlightMax: 5000,
 };
@@ -206,6 +207,19 @@ describe('SimNetwork', () => {
     expect(got.length).toBe(2000 - net.stats.lost + net.stats.duplicated);
   });
 
+  it('replays packets much later than any normal delay', () => {
+    const net = new SimNetwork<number>(new SeededRandom(10), OPTIONS);
+    net.replayProbability = 1;
+    for (let m = 0; m < 100; m++) net.send(1, 2, m, 0);
+    const got = drain(net, 300);
+    expect(got).toHaveLength(200);
+    expect(net.stats.replayed).toBe(100);
+    const late = got.filter((g) => g.step > OPTIONS.delayMaxSteps);
+    expect(late.length).toBeGreaterThan(50);
+    for (const g of late)
+      expect(g.step).toBeLessThanOrEqual(OPTIONS.delayMaxSteps + OPTIONS.replayDelayMaxSteps);
+  });
+
   it('holds packets on a clogged link until the clog clears', () => {
     const net = new SimNetwork<number>(new SeededRandom(4), OPTIONS);
     net.clog(1, 2, 50);
@@ -224,8 +238,9 @@ describe('SimNetwork', () => {
     expect(net.send(1, 2, 9, 31)).toBe(SendOutcome.Queued);
   });
 
-  it('heal removes partitions, clogs, loss and duplication', () => {
+  it('heal removes partitions, clogs, loss, duplication and replay', () => {
     const net = new SimNetwork<number>(new SeededRandom(6), OPTIONS);
+    net.replayProbability = 1;
     const c = new Connectivity();
     c.blockBoth(1, 2);
     net.connectivity = c;

@@ -76,11 +76,6 @@ export class PacketQueue<M> {
     }
     return top;
   }
-
-  /** clear drops every packet in flight. */
-  clear(): void {
-    this.heap.length = 0;
-  }
 }
 
 function before<M>(a: Packet<M>, b: Packet<M>): boolean {

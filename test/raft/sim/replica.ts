@@ -35,6 +35,8 @@ export const PENDING_READS_MAX = 256;
 
 /** ReplicaHost is what a replica needs from the cluster around it. */
 export interface ReplicaHost {
+  /** The current simulation step. */
+  readonly now: number;
   readonly checker: SafetyChecker;
   readonly trace: Trace;
   /** send puts a message on the network. */
@@ -44,7 +46,7 @@ export interface ReplicaHost {
   /** onConfChange is told of every applied membership change and the membership after it. */
   onConfChange(node: number, index: number, confState: ConfState): void;
   /** onRead serves one ReadState once the replica has applied through its index. */
-  onRead(node: number, readState: ReadState, appliedIndex: number): void;
+  onRead(node: number, readState: ReadState): void;
 }
 
 /** InFlightReady is a Ready whose writes wait for their fsync. */
@@ -80,6 +82,8 @@ export class Replica {
   private lastIndexSeen = 0;
   /** The commit index of the last durable hard state. */
   private durableCommit = 0;
+  /** The replica is frozen (no ticks, no Readies) before this step. */
+  pausedUntilStep = 0;
   /** Whether the replica was removed from the cluster for good. */
   removed = false;
   /** Counters. */
@@ -128,7 +132,8 @@ export class Replica {
       snapshotChunkBytes: k.snapshotChunkBytes,
       checkQuorum: k.checkQuorum,
       preVote: k.preVote,
-      ...(trace.enabled ? { trace: (line: string) => trace.line(this.currentStep, this.id, line) } : {}),
+      readOnlyOption: k.readOnlyOption,
+      ...(trace.enabled ? { trace: (line: string) => trace.line(this.host.now, this.id, line) } : {}),
     });
     this.sm = ListStateMachine.restore(snap.data);
     if (snap.data.length > 0) this.checkSnapshotImage(this.sm);
@@ -140,7 +145,6 @@ export class Replica {
     this.durableCommit = hs.commit;
     this.pendingReads = [];
     this.inflight = null;
-    this.currentStep = now;
     if (trace.enabled) {
       trace.line(
         now,
@@ -150,9 +154,6 @@ export class Replica {
       );
     }
   }
-
-  /** The step being simulated, for trace lines from inside the core. */
-  private currentStep = 0;
 
   /** crash stops the replica, losing everything that is not durable. */
   crash(now: number): void {
@@ -173,21 +174,34 @@ export class Replica {
     this.start(now);
   }
 
-  /** tick advances the replica's clock, unless its drifting clock skips this step. */
-  tick(): void {
+  /** tick advances the replica's clock, unless its drifting clock skips this step or it is paused. */
+  tick(now: number): void {
     const node = this.node;
-    if (node === null) return;
+    if (node === null || now < this.pausedUntilStep) return;
     if (this.tickProbability >= 1 || this.random.float() < this.tickProbability) node.tick();
   }
 
   /** receive steps a message from the network into the core. */
   receive(m: Message): void {
-    this.node?.step(m);
+    if (this.node === null) return;
+    try {
+      this.node.step(m);
+    } catch (err) {
+      throw withNode(this.id, err);
+    }
   }
 
   /** process handles Readies: starts fsyncs, and completes those that are due. */
   process(now: number): void {
-    this.currentStep = now;
+    if (now < this.pausedUntilStep) return;
+    try {
+      this.processReadies(now);
+    } catch (err) {
+      throw withNode(this.id, err);
+    }
+  }
+
+  private processReadies(now: number): void {
     for (let round = 0; round < READY_ROUNDS_PER_STEP_MAX; round++) {
       const node = this.node;
       if (node === null) return;
@@ -277,7 +291,11 @@ export class Replica {
       if (this.host.trace.enabled)
         this.host.trace.line(now, this.id, `installed snapshot ${rd.snapshot.metadata.index}`);
     }
-    for (const e of rd.committedEntries) this.apply(node, e);
+    for (const e of rd.committedEntries) {
+      this.apply(node, e);
+      // Applying a membership change may have removed (and so stopped) this very replica.
+      if (this.node !== node) return;
+    }
     // 4. Reads.
     if (rd.readStates.length > 0) {
       for (const rs of rd.readStates) {
@@ -290,8 +308,7 @@ export class Replica {
   }
 
   private persistHardState(hs: HardState): void {
-    const fault = this.options.driverFault === DriverFault.ForgetVote;
-    this.storage.setHardState(fault ? { ...hs, vote: 0 } : hs);
+    this.storage.setHardState(hs);
     const last = this.storage.lastIndex();
     if (hs.commit > last) {
       throw new SimFailure(
@@ -335,20 +352,21 @@ export class Replica {
     const early = this.options.driverFault === DriverFault.ServeReadsEarly;
     const keep: ReadState[] = [];
     for (const rs of this.pendingReads) {
+      // Served as of the applied index: a correct driver waits until that reaches rs.index.
       if (early)
-        this.host.onRead(
-          this.id,
-          { index: Math.min(rs.index, sm.appliedIndex), context: rs.context },
-          sm.appliedIndex,
-        );
-      else if (rs.index <= sm.appliedIndex) this.host.onRead(this.id, rs, sm.appliedIndex);
+        this.host.onRead(this.id, { index: Math.min(rs.index, sm.appliedIndex), context: rs.context });
+      else if (rs.index <= sm.appliedIndex) this.host.onRead(this.id, rs);
       else keep.push(rs);
     }
     this.pendingReads = keep;
   }
 
   private sendAll(messages: readonly Message[]): void {
-    for (const m of messages) this.host.send(m);
+    const liar = this.options.driverFault === DriverFault.DoubleVote && this.id === 1;
+    for (const m of messages) {
+      if (liar && m.type === MessageType.VoteResp && m.reject) this.host.send({ ...m, reject: false });
+      else this.host.send(m);
+    }
   }
 
   /** checkSnapshotImage checks every payload a snapshot image holds against the committed history. */
@@ -372,7 +390,7 @@ export class Replica {
     }
     this.storage.createSnapshot(sm.appliedIndex, node.status().confState, sm.snapshot());
     const compactTo = sm.appliedIndex - this.options.snapshotKeepEntries;
-    if (compactTo > this.storage.firstIndex()) this.storage.compact(compactTo);
+    if (compactTo >= this.storage.firstIndex()) this.storage.compact(compactTo);
     this.stats.snapshotsTaken++;
   }
 
@@ -397,6 +415,15 @@ export class Replica {
     for (const m of rd.messages) parts.push(describeMessage(m));
     this.host.trace.line(now, this.id, `ready ${parts.join(' ')}`);
   }
+}
+
+/** withNode names the replica in an exception thrown by its core, keeping the original as cause. */
+function withNode(id: number, err: unknown): unknown {
+  if (err instanceof SimFailure) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  const wrapped = new SimFailure(FailureCode.Exception, `n${id}: ${message}`, { cause: err });
+  if (err instanceof Error && err.stack !== undefined) wrapped.stack = err.stack;
+  return wrapped;
 }
 
 /** describeMessage renders a message compactly for the trace. */

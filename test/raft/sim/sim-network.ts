@@ -1,7 +1,7 @@
 /**
  * SimNetwork is the simulated packet network, after TigerBeetle's packet simulator. Every
- * packet gets a random delay in simulation steps (so packets reorder), may be lost or
- * duplicated, and is dropped if its link is cut by the current partition when it is sent
+ * packet gets a random delay in simulation steps (so packets reorder), may be lost,
+ * duplicated or replayed much later, and is dropped if its link is cut by the current partition when it is sent
  * or when it arrives. A clogged link holds its packets until the clog clears. Everything is
  * driven by one SeededRandom and is bounded.
  */
@@ -18,6 +18,8 @@ export interface NetworkOptions {
   readonly delayMeanSteps: number;
   /** No packet takes longer than this, clogs aside. */
   readonly delayMaxSteps: number;
+  /** A replayed packet (a late duplicate, as after a transport reconnect) arrives up to this much later. */
+  readonly replayDelayMaxSteps: number;
   /** Bound on packets in flight in the whole network. */
   readonly inFlightMax: number;
   /** Bound on packets in flight on one directed link; past it new packets are dropped. */
@@ -42,6 +44,7 @@ export interface NetworkStats {
   delivered: number;
   lost: number;
   duplicated: number;
+  replayed: number;
   unreachable: number;
   overflow: number;
   /** Dropped at arrival because the link was cut while the packet was in flight. */
@@ -62,14 +65,17 @@ export class SimNetwork<M> {
   connectivity: Connectivity = new Connectivity();
   /** Probability that a sent packet is lost. */
   lossProbability = 0;
-  /** Probability that a sent packet is delivered twice. */
+  /** Probability that a sent packet is delivered twice (both copies with normal delays). */
   duplicateProbability = 0;
+  /** Probability that a sent packet is also replayed much later (up to replayDelayMaxSteps). */
+  replayProbability = 0;
   /** Counters since construction. */
   readonly stats: NetworkStats = {
     sent: 0,
     delivered: 0,
     lost: 0,
     duplicated: 0,
+    replayed: 0,
     unreachable: 0,
     overflow: 0,
     cutInFlight: 0,
@@ -109,6 +115,10 @@ export class SimNetwork<M> {
     if (!this.enqueue(from, to, message, nowStep)) return SendOutcome.Overflow;
     if (this.duplicateProbability > 0 && this.random.float() < this.duplicateProbability) {
       if (this.enqueue(from, to, message, nowStep)) this.stats.duplicated++;
+    }
+    if (this.replayProbability > 0 && this.random.float() < this.replayProbability) {
+      const late = 1 + this.random.int(this.options.replayDelayMaxSteps);
+      if (this.enqueue(from, to, message, nowStep + late)) this.stats.replayed++;
     }
     return SendOutcome.Queued;
   }
@@ -165,11 +175,12 @@ export class SimNetwork<M> {
     return this.clogUntil[from * (NODE_ID_MAX + 1) + to]! > nowStep;
   }
 
-  /** heal removes the partition, every clog, packet loss and duplication. */
+  /** heal removes the partition, every clog, packet loss, duplication and replay. */
   heal(): void {
     this.connectivity = new Connectivity();
     this.clogUntil.fill(0);
     this.lossProbability = 0;
     this.duplicateProbability = 0;
+    this.replayProbability = 0;
   }
 }

@@ -3,6 +3,7 @@
  * seed (TigerBeetle's VOPR style: the seed picks the cluster, the fault rates and the
  * workload), and callers may pin any of them.
  */
+import { ReadOnlyOption } from '../../../src/raft/index.js';
 import type { SeededRandom } from '../../../src/random.js';
 import { pick, uniformInt } from './distributions.js';
 import type { NemesisOptions } from './nemesis.js';
@@ -17,8 +18,8 @@ export const DriverFault = {
   None: 'none',
   /** Send a Ready's messages before its writes are durable: acks and votes can be lost in a crash. */
   SendBeforeSync: 'send-before-sync',
-  /** Persist the hard state without its vote: after a crash the replica may vote twice in a term. */
-  ForgetVote: 'forget-vote',
+  /** Node 1 grants every vote it is asked for, even a second one in the same term. */
+  DoubleVote: 'double-vote',
   /** Serve a read as soon as its ReadState arrives, even if the replica has not applied that far. */
   ServeReadsEarly: 'serve-reads-early',
 } as const;
@@ -35,6 +36,8 @@ export interface RaftKnobs {
   readonly snapshotChunkBytes: number;
   readonly checkQuorum: boolean;
   readonly preVote: boolean;
+  /** How ReadIndex is confirmed; lease-based needs check-quorum and bounded clock drift. */
+  readonly readOnlyOption: ReadOnlyOption;
 }
 
 /** SimOptions fix one run completely (together with the seed). */
@@ -77,11 +80,45 @@ export interface SimOptions {
   readonly driverFault: DriverFault;
 }
 
-/** SIM_STEPS_DEFAULT is the length of the fault phase when the caller does not pin it. */
-export const SIM_STEPS_DEFAULT = 1500;
+/**
+ * crashHeavyNemesis is a nemesis that crashes nodes often and briefly, on top of short
+ * partitions: the harshest setting for durability bugs (and for the planted driver faults).
+ */
+export function crashHeavyNemesis(electionTicks: number): NemesisOptions {
+  return {
+    partitionProbability: 0.02,
+    partitionMeanSteps: electionTicks * 2,
+    wholeMeanSteps: electionTicks * 2,
+    shapeWeights: {
+      [PartitionShape.Halves]: 1,
+      [PartitionShape.IsolateOne]: 1,
+      [PartitionShape.IsolateLeader]: 3,
+      [PartitionShape.MajoritiesRing]: 1,
+      [PartitionShape.Bridge]: 1,
+    },
+    clogProbability: 0.005,
+    clogMeanSteps: electionTicks,
+    lossProbability: 0.05,
+    duplicateProbability: 0.05,
+    replayProbability: 0.01,
+    lossPeriodMeanSteps: electionTicks * 10,
+    crashProbability: 0.03,
+    crashLeaderBias: 0.3,
+    downMeanSteps: electionTicks,
+    downMax: 2,
+    pauseProbability: 0.005,
+    pauseMeanSteps: electionTicks * 2,
+    durationMaxSteps: electionTicks * 20,
+  };
+}
 
-/** drawSimOptions draws a run's options from `random`, then applies `pinned`. */
-export function drawSimOptions(random: SeededRandom, pinned: Partial<SimOptions> = {}): SimOptions {
+/** SIM_STEPS_MIN is the shortest fault phase drawn for a seed. */
+export const SIM_STEPS_MIN = 1000;
+/** SIM_STEPS_MAX is the longest fault phase drawn for a seed. */
+export const SIM_STEPS_MAX = 3000;
+
+/** drawSimOptions draws a run's options from `random` (see optionsForSeed for pinning). */
+export function drawSimOptions(random: SeededRandom): SimOptions {
   const electionTicks = uniformInt(random, 8, 16);
   const heartbeatTicks = uniformInt(random, 1, 3);
   const delayMeanSteps = uniformInt(random, 1, 4);
@@ -93,15 +130,16 @@ export function drawSimOptions(random: SeededRandom, pinned: Partial<SimOptions>
     [PartitionShape.MajoritiesRing]: 2,
     [PartitionShape.Bridge]: 2,
   };
-  const nodeCount = pinned.nodeCount ?? pick(random, [3, 3, 5] as const);
-  const drawn: SimOptions = {
+  const nodeCount = pick(random, [3, 3, 5] as const);
+  return {
     nodeCount,
-    faultSteps: SIM_STEPS_DEFAULT,
+    faultSteps: uniformInt(random, SIM_STEPS_MIN, SIM_STEPS_MAX),
     livenessTicksMax: 200 * electionTicks,
     network: {
       delayMinSteps: 1,
       delayMeanSteps,
       delayMaxSteps: delayMeanSteps * 8,
+      replayDelayMaxSteps: electionTicks * 20,
       inFlightMax: 8192,
       pathInFlightMax: 512,
     },
@@ -114,11 +152,14 @@ export function drawSimOptions(random: SeededRandom, pinned: Partial<SimOptions>
       clogMeanSteps: electionTicks * 2,
       lossProbability: faulty ? pick(random, [0, 0.02, 0.1, 0.25]) : 0,
       duplicateProbability: faulty ? pick(random, [0, 0.02, 0.1]) : 0,
+      replayProbability: faulty ? pick(random, [0, 0.005, 0.02]) : 0,
       lossPeriodMeanSteps: electionTicks * 10,
       crashProbability: faulty ? pick(random, [0, 0.002, 0.005, 0.01]) : 0,
       crashLeaderBias: 0.3,
       downMeanSteps: electionTicks * uniformInt(random, 1, 10),
       downMax: pick(random, [1, 1, 2, nodeCount]),
+      pauseProbability: faulty ? pick(random, [0, 0, 0.002, 0.005]) : 0,
+      pauseMeanSteps: electionTicks * uniformInt(random, 1, 4),
       durationMaxSteps: electionTicks * 50,
     },
     faults: faulty,
@@ -132,6 +173,7 @@ export function drawSimOptions(random: SeededRandom, pinned: Partial<SimOptions>
       snapshotChunkBytes: pick(random, [64, 200, 1024]),
       checkQuorum: random.chance(0.75),
       preVote: random.chance(0.75),
+      readOnlyOption: ReadOnlyOption.Safe,
     },
     tickProbabilityMin: pick(random, [1, 0.9, 0.7]),
     fsyncImmediateProbability: pick(random, [1, 0.7, 0.3]),
@@ -148,5 +190,4 @@ export function drawSimOptions(random: SeededRandom, pinned: Partial<SimOptions>
     transferProbability: pick(random, [0, 0.001, 0.005]),
     driverFault: DriverFault.None,
   };
-  return { ...drawn, ...pinned };
 }

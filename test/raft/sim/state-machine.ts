@@ -1,8 +1,8 @@
 /**
  * ListStateMachine is the simulated application: an append-only list of the proposal ids it
- * has applied, each with its log index. It can answer a read "as of" any applied index,
- * which lets the checker test a ReadState's index exactly, and it snapshots to bytes so that
- * snapshots grow with the history and really are sent in several chunks.
+ * has applied, each with its log index. It snapshots to bytes, so snapshots grow with the
+ * history and really are sent in several chunks, and every restored image can be checked
+ * entry by entry against the committed history.
  */
 import { decodePayloadId } from './payload.js';
 
@@ -38,23 +38,11 @@ export class ListStateMachine {
     return this.ids.length;
   }
 
-  /** idAt returns the k-th applied proposal id and its index. */
+  /** at returns the k-th applied proposal id and its log index. */
   at(k: number): { readonly index: number; readonly id: number } {
     const index = this.indexes[k];
     if (index === undefined) throw new RangeError(`state machine: no payload ${k}`);
     return { index, id: this.ids[k]! };
-  }
-
-  /** countAsOf returns how many payloads have log index <= `index` (a read as of that index). */
-  countAsOf(index: number): number {
-    let lo = 0;
-    let hi = this.indexes.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.indexes[mid]! <= index) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
   }
 
   /** snapshot encodes the whole state. */
