@@ -1,4 +1,4 @@
-import { DkvError, ErrorCode } from '../errors.js';
+import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import type { ConfState, Ready } from '../raft/index.js';
 import { GROUP_STORAGE_DEFAULTS, GroupStorage, type GroupStorageOptions } from './group-storage.js';
 import { GROUP_ID_MAX, NODE_KEY } from './keys.js';
@@ -36,6 +36,8 @@ export class NodeStorage {
   readonly db: LevelDb;
   private readonly opts: GroupStorageOptions;
   private readonly groupMap = new Map<number, GroupStorage>();
+  /** Groups whose stored data failed its checks at start-up: they are not served. */
+  private readonly failures = new Map<number, DkvError>();
   private record: NodeRecord;
   private closed = false;
 
@@ -73,7 +75,16 @@ export class NodeStorage {
         await db.batch([{ type: 'put', key: NODE_KEY, value: encodeJsonRecord(record) }], true);
       }
       const ns = new NodeStorage(db, opts, record);
-      for (const g of record.groups) ns.groupMap.set(g, await GroupStorage.load(db, g, opts));
+      for (const g of record.groups) {
+        try {
+          ns.groupMap.set(g, await GroupStorage.load(db, g, opts));
+        } catch (err) {
+          // One damaged group must not take the others down: it is set aside, reported by
+          // `failure(id)`, and never served; the node can rebuild it from its peers.
+          if (!isDkvError(err, ErrorCode.Corrupted)) throw err;
+          ns.failures.set(g, err);
+        }
+      }
       return ns;
     } catch (err) {
       await db.close();
@@ -86,7 +97,17 @@ export class NodeStorage {
     return [...this.groupMap.keys()].sort((a, b) => a - b);
   }
 
-  /** group returns a stored group, or undefined. */
+  /** failure returns why a stored group could not be loaded (CORRUPTED), if it could not. */
+  failure(id: number): DkvError | undefined {
+    return this.failures.get(id);
+  }
+
+  /** failedGroupIds lists the stored groups that failed their checks at start-up. */
+  failedGroupIds(): number[] {
+    return [...this.failures.keys()].sort((a, b) => a - b);
+  }
+
+  /** group returns a stored group, or undefined (also for a group that failed its checks). */
   group(id: number): GroupStorage | undefined {
     return this.groupMap.get(id);
   }
@@ -100,8 +121,9 @@ export class NodeStorage {
     if (!Number.isSafeInteger(id) || id < 0 || id > GROUP_ID_MAX) {
       throw new DkvError(ErrorCode.InvalidArgument, `group id ${id} is out of range`);
     }
-    if (this.groupMap.has(id))
+    if (this.groupMap.has(id) || this.failures.has(id)) {
       throw new DkvError(ErrorCode.InvalidArgument, `group ${id} already exists on this node`);
+    }
     const record: NodeRecord = { ...this.record, groups: [...this.record.groups, id].sort((a, b) => a - b) };
     const ops: WriteOp[] = [
       ...GroupStorage.create(this.db, id, this.opts, confState),
@@ -117,7 +139,8 @@ export class NodeStorage {
   /** deleteGroup removes a group and all its data from this node. */
   async deleteGroup(id: number): Promise<void> {
     this.checkOpen();
-    if (!this.groupMap.has(id)) return;
+    if (!this.groupMap.has(id) && !this.failures.has(id)) return;
+    this.failures.delete(id);
     const record: NodeRecord = { ...this.record, groups: this.record.groups.filter((g) => g !== id) };
     await this.db.batch([{ type: 'put', key: NODE_KEY, value: encodeJsonRecord(record) }], true);
     this.record = record;
