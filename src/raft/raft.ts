@@ -51,6 +51,8 @@ type TickFn = (r: Raft) => void;
 /** IncomingSnapshot gathers the chunks of a snapshot a follower is receiving. */
 interface IncomingSnapshot {
   readonly chunk: SnapshotChunk;
+  /** The term of the leader sending it. */
+  readonly term: number;
   readonly parts: Uint8Array[];
   /** Bytes received in order. Invariant: the sum of the lengths of `parts`. */
   receivedBytes: number;
@@ -755,11 +757,15 @@ export class Raft {
       inc.chunk.metadata.index === meta.index &&
       inc.chunk.metadata.term === meta.term &&
       inc.chunk.totalBytes === chunk.totalBytes;
-    if (!same && chunk.offset === 0) {
-      // A new transfer (a newer snapshot, or a new leader): start over.
-      inc = { chunk, parts: [], receivedBytes: 0, early: new Map() };
+    const newer =
+      inc === null || m.term > inc.term || (m.term === inc.term && meta.index >= inc.chunk.metadata.index);
+    if (!same && newer) {
+      // A new transfer (a newer snapshot, or a new leader): start over. Its first chunk to
+      // arrive need not be chunk 0: the network reorders.
+      inc = { chunk, term: m.term, parts: [], receivedBytes: 0, early: new Map() };
       this.incomingSnapshot = inc;
     } else if (!same) {
+      // A chunk of an older snapshot than the one being received: ignore it.
       inc = null;
     }
     if (inc !== null) {
@@ -771,7 +777,11 @@ export class Raft {
           inc.parts.push(chunk.data.slice());
           inc.receivedBytes += chunk.data.length;
         }
-        for (let next = inc.early.get(inc.receivedBytes); next !== undefined; next = inc.early.get(inc.receivedBytes)) {
+        for (
+          let next = inc.early.get(inc.receivedBytes);
+          next !== undefined;
+          next = inc.early.get(inc.receivedBytes)
+        ) {
           inc.early.delete(inc.receivedBytes);
           if (next.length === 0) break;
           inc.parts.push(next);
