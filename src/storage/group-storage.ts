@@ -112,6 +112,14 @@ export class GroupStorage implements Storage {
   private cacheFirst: number;
   private cacheBytes = 0;
 
+  /**
+   * Bumped whenever entries may be replaced (a conflicting append, a received snapshot), so
+   * an on-demand read that started before cannot hand out what was replaced.
+   */
+  private logEpoch = 0;
+  /** The id the next snapshot's chunks are written under; never reused in this process. */
+  private nextSnapshotId: number;
+
   /** Entries read on demand: a contiguous run starting at fetchedFirst. */
   private fetched: Entry[] = [];
   private fetchedFirst = 0;
@@ -140,6 +148,7 @@ export class GroupStorage implements Storage {
     this.last = state.last;
     this.runs = state.runs;
     this.cacheFirst = state.last + 1;
+    this.nextSnapshotId = state.snap.id + 1;
     if (state.snap.chunkCount === 0) this.snapData = EMPTY;
   }
 
@@ -335,6 +344,7 @@ export class GroupStorage implements Storage {
     if (this.fetching) return;
     this.fetching = true;
     const group = this.group;
+    const epoch = this.logEpoch;
     void this.db
       .entries({
         gte: indexedKey(group, KeyKind.Entry, lo),
@@ -356,6 +366,7 @@ export class GroupStorage implements Storage {
           expect++;
         }
         // The log may have been compacted or truncated meanwhile: keep only what is still valid.
+        if (epoch !== this.logEpoch) return;
         const valid = ents.filter(
           (e) => e.index > this.start.index && e.index < this.cacheFirst && e.index <= this.last,
         );
@@ -525,15 +536,26 @@ export class GroupStorage implements Storage {
       batchBytes += piece.length;
       n++;
       if (batchBytes >= 4 * chunkBytes) {
-        await this.db.batch(batch, false);
+        // Synced: LevelDB may retire an unsynced log file without fsync, so a later synced
+        // switch alone would not make these chunks durable on power loss.
+        await this.db.batch(batch, true);
         batch = [];
         batchBytes = 0;
       }
     };
-    for await (const part of source as AsyncIterable<Uint8Array>) {
-      for (let off = 0; off < part.length; off += chunkBytes) await put(part.subarray(off, off + chunkBytes));
+    try {
+      for await (const part of source as AsyncIterable<Uint8Array>) {
+        for (let off = 0; off < part.length; off += chunkBytes)
+          await put(part.subarray(off, off + chunkBytes));
+      }
+      if (batch.length > 0) await this.db.batch(batch, true);
+    } catch (err) {
+      // The source failed: remove what was written (best effort; start-up removes the rest).
+      const written: WriteOp[] = [];
+      for (let i = 0; i < n; i++) written.push({ type: 'del', key: chunkKey(this.group, id, i) });
+      await this.db.batch(written, false).catch(() => undefined);
+      throw err;
     }
-    if (batch.length > 0) await this.db.batch(batch, false);
     return { chunkCount: n, totalBytes: total, dataCrc: total === 0 ? EMPTY_CRC : crc };
   }
 
@@ -549,7 +571,7 @@ export class GroupStorage implements Storage {
    * Call it under `withSnapshotLock`.
    */
   async prepareReceivedSnapshot(snapshot: Snapshot): Promise<SnapshotRecord> {
-    const id = this.snap.id + 1;
+    const id = this.nextSnapshotId++;
     const written = await this.writeChunks(id, [snapshot.data]);
     return {
       id,
@@ -599,6 +621,7 @@ export class GroupStorage implements Storage {
         this.runs = [];
         this.resetCache(received.index + 1);
         this.fetched = [];
+        this.logEpoch++;
       });
     }
 
@@ -628,9 +651,11 @@ export class GroupStorage implements Storage {
           prevTerm = e.term;
         }
       }
-      const keep = runsFrom;
       steps.push(() => {
-        this.runs = this.runs.slice(0, keep).concat(newRuns);
+        // By value, not by position: a compaction may have dropped runs from the head
+        // between staging and this commit.
+        this.runs = this.runs.filter((r) => r.start < first).concat(newRuns);
+        if (first <= this.last) this.logEpoch++;
         this.last = newLast;
         this.appendToCache(ents);
         if (this.fetched.length > 0 && this.fetchedFirst + this.fetched.length > first) {
@@ -722,7 +747,7 @@ export class GroupStorage implements Storage {
         throw new DkvError(ErrorCode.InvalidArgument, `tailEntries must be a non-negative integer`);
       }
       const term = this.term(index);
-      const id = this.snap.id + 1;
+      const id = this.nextSnapshotId++;
       const written = await this.writeChunks(id, chunks);
       const rec: SnapshotRecord = { id, index, term, confState, ...written };
       const g = this.group;

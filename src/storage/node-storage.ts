@@ -1,9 +1,19 @@
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import type { ConfState, Ready } from '../raft/index.js';
 import { GROUP_STORAGE_DEFAULTS, GroupStorage, type GroupStorageOptions } from './group-storage.js';
-import { GROUP_ID_MAX, NODE_KEY } from './keys.js';
+import { ALL_GROUPS_RANGE, GROUP_ID_MAX, groupIdOf, NODE_KEY } from './keys.js';
 import { LevelDb, type WriteOp } from './level-db.js';
 import { decodeJsonRecord, encodeJsonRecord, type SnapshotRecord } from './records.js';
+
+/** groupRange bounds every key of one group. */
+function groupRange(id: number): { gte: Uint8Array; lt: Uint8Array } {
+  const gte = Uint8Array.of(0x67, 0, 0, 0, 0);
+  new DataView(gte.buffer).setUint32(1, id);
+  const lt = gte.slice();
+  if (id === GROUP_ID_MAX) lt.set([0x68, 0, 0, 0, 0]);
+  else new DataView(lt.buffer).setUint32(1, id + 1);
+  return { gte, lt };
+}
 
 /** STORAGE_FORMAT_VERSION is written in the node record; a node refuses a format it does not know. */
 export const STORAGE_FORMAT_VERSION = 1;
@@ -75,6 +85,7 @@ export class NodeStorage {
         await db.batch([{ type: 'put', key: NODE_KEY, value: encodeJsonRecord(record) }], true);
       }
       const ns = new NodeStorage(db, opts, record);
+      await ns.removeUnlistedGroups();
       for (const g of record.groups) {
         try {
           ns.groupMap.set(g, await GroupStorage.load(db, g, opts));
@@ -95,6 +106,24 @@ export class NodeStorage {
   /** groupIds lists the groups stored on this node. */
   groupIds(): number[] {
     return [...this.groupMap.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * removeUnlistedGroups deletes the keys of groups that the node record does not list:
+   * what a deleteGroup cut short by a crash leaves behind. It costs one seek per group.
+   */
+  private async removeUnlistedGroups(): Promise<void> {
+    const listed = new Set(this.record.groups);
+    let gte: Uint8Array = ALL_GROUPS_RANGE.gte;
+    for (;;) {
+      const [key] = await this.db.keys({ gte, lt: ALL_GROUPS_RANGE.lt, limit: 1 });
+      if (!key) return;
+      const id = groupIdOf(key);
+      const range = groupRange(id);
+      if (!listed.has(id)) await this.db.clear(range);
+      if (id === GROUP_ID_MAX) return;
+      gte = range.lt;
+    }
   }
 
   /** failure returns why a stored group could not be loaded (CORRUPTED), if it could not. */
@@ -124,6 +153,8 @@ export class NodeStorage {
     if (this.groupMap.has(id) || this.failures.has(id)) {
       throw new DkvError(ErrorCode.InvalidArgument, `group ${id} already exists on this node`);
     }
+    // A deleteGroup cut short by a crash can leave keys behind: never let them come back.
+    await this.db.clear(groupRange(id));
     const record: NodeRecord = { ...this.record, groups: [...this.record.groups, id].sort((a, b) => a - b) };
     const ops: WriteOp[] = [
       ...GroupStorage.create(this.db, id, this.opts, confState),
@@ -145,12 +176,7 @@ export class NodeStorage {
     await this.db.batch([{ type: 'put', key: NODE_KEY, value: encodeJsonRecord(record) }], true);
     this.record = record;
     this.groupMap.delete(id);
-    const lo = Uint8Array.of(0x67, 0, 0, 0, 0);
-    new DataView(lo.buffer).setUint32(1, id);
-    const hi = lo.slice();
-    if (id === GROUP_ID_MAX) hi.set([0x68, 0, 0, 0, 0]);
-    else new DataView(hi.buffer).setUint32(1, id + 1);
-    await this.db.clear({ gte: lo, lt: hi });
+    await this.db.clear(groupRange(id));
   }
 
   /**
