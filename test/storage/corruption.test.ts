@@ -10,12 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type DkvError, isDkvError } from '../../src/errors.js';
-import { isStorageError, type Ready, StorageErrorKind } from '../../src/raft/index.js';
+import { isStorageError, StorageErrorKind } from '../../src/raft/index.js';
 import type { GroupStorage, GroupStorageOptions } from '../../src/storage/group-storage.js';
 import { chunkKey, indexedKey, KeyKind, NODE_KEY, recordKey } from '../../src/storage/keys.js';
 import { NodeStorage } from '../../src/storage/node-storage.js';
 import { CRASH_CONF, entryFor, sameBytes, snapshotImage } from './crash-content.js';
 import { openRawLevel } from './durable-state.js';
+import { ready } from './make-ready.js';
 
 const G = 5;
 /** OTHER is an intact group beside the damaged one. */
@@ -35,20 +36,6 @@ const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-function ready(parts: Partial<Ready>): Ready {
-  return {
-    softState: null,
-    hardState: null,
-    entries: [],
-    snapshot: null,
-    committedEntries: [],
-    messages: [],
-    readStates: [],
-    mustSync: true,
-    ...parts,
-  };
-}
 
 /**
  * buildDir writes group G: entries 2..LAST (term 1 then 2), a 16-chunk snapshot at

@@ -24,6 +24,7 @@ import {
   type GroupChange,
   type LocalSnapshotIntent,
 } from './crash-protocol.js';
+import { ready } from './make-ready.js';
 
 /** CHILD_SNAPSHOT_CHUNK_BYTES is small, so every snapshot spans many chunks and several batches. */
 const CHILD_SNAPSHOT_CHUNK_BYTES = 1024;
@@ -66,20 +67,6 @@ function emit(line: ChildLine): void {
 function fail(message: string): never {
   process.stderr.write(`crash-child seed=${seed}: ${message}\n`);
   process.exit(2);
-}
-
-function ready(parts: Partial<Ready>): Ready {
-  return {
-    softState: null,
-    hardState: null,
-    entries: [],
-    snapshot: null,
-    committedEntries: [],
-    messages: [],
-    readStates: [],
-    mustSync: true,
-    ...parts,
-  };
 }
 
 /** batchSize draws how many entries one append carries: mostly small, sometimes large. */

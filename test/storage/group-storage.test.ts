@@ -9,10 +9,10 @@ import {
   type Entry,
   EntryType,
   isStorageError,
-  type Ready,
   StorageErrorKind,
 } from '../../src/raft/index.js';
 import { NodeStorage } from '../../src/storage/node-storage.js';
+import { ready } from './make-ready.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -34,20 +34,6 @@ const CONF: ConfState = {
 
 function ent(index: number, term: number, text = `e${index}`): Entry {
   return { index, term, type: EntryType.Normal, data: new TextEncoder().encode(text) };
-}
-
-function ready(parts: Partial<Ready>): Ready {
-  return {
-    softState: null,
-    hardState: null,
-    entries: [],
-    snapshot: null,
-    committedEntries: [],
-    messages: [],
-    readStates: [],
-    mustSync: true,
-    ...parts,
-  };
 }
 
 describe('GroupStorage on LevelDB', () => {

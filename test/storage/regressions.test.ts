@@ -8,12 +8,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type Entry, isStorageError, type Ready, StorageErrorKind } from '../../src/raft/index.js';
+import { type Entry, isStorageError, StorageErrorKind } from '../../src/raft/index.js';
 import { KeyKind, kindRange, recordKey } from '../../src/storage/keys.js';
 import type { WriteOp } from '../../src/storage/level-db.js';
 import { NodeStorage } from '../../src/storage/node-storage.js';
 import { CRASH_CONF, entryFor } from './crash-content.js';
 import { openRawLevel } from './durable-state.js';
+import { ready } from './make-ready.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -24,20 +25,6 @@ function tempDir(): string {
   const d = mkdtempSync(join(tmpdir(), 'dkv-storage-bugs-'));
   dirs.push(d);
   return d;
-}
-
-function ready(parts: Partial<Ready>): Ready {
-  return {
-    softState: null,
-    hardState: null,
-    entries: [],
-    snapshot: null,
-    committedEntries: [],
-    messages: [],
-    readStates: [],
-    mustSync: true,
-    ...parts,
-  };
 }
 
 /** run builds entries first..last of `term` for group `g`. */
