@@ -5,14 +5,15 @@
  *   --seed N [--verbose]    replay one seed; --verbose prints the whole trace
  *   --bench                 measure committed proposals per CPU-second (3 voters, no faults)
  *   --profile P             stress one area (see profiles.ts); failures name it in the replay line
+ *   --storage leveldb       keep every node's log in a real LevelDB (reopened after each crash)
  *
  * Any failure prints its seed and replay command, and the exit code is non-zero.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runBench } from './bench.js';
 import { SimProfile } from './profiles.js';
-import { formatFailure, type RunConfig, runSeed, runSeedReported } from './run.js';
-import { DriverFault, type SimOptions } from './sim-options.js';
+import { formatFailure, type RunConfig, runSeedAsync, runSeedReportedAsync } from './run.js';
+import { DriverFault, type SimOptions, StorageBackend } from './sim-options.js';
 
 /** PROGRESS_INTERVAL_MS is how often a long run prints a progress line. */
 const PROGRESS_INTERVAL_MS = 2000;
@@ -36,16 +37,20 @@ interface CliOptions {
   profile: SimProfile;
   traceLines: number;
   failFast: boolean;
+  storage: StorageBackend;
 }
 
 function pinnedFrom(o: CliOptions): Partial<SimOptions> {
-  const pinned: { -readonly [K in keyof SimOptions]?: SimOptions[K] } = { driverFault: o.driverFault };
+  const pinned: { -readonly [K in keyof SimOptions]?: SimOptions[K] } = {
+    driverFault: o.driverFault,
+    storage: o.storage,
+  };
   if (o.steps !== undefined) pinned.faultSteps = o.steps;
   if (o.nodes !== undefined) pinned.nodeCount = o.nodes;
   return pinned;
 }
 
-/** replayFlagsOf repeats the pinning flags (other than profile and driver fault, which runs name). */
+/** replayFlagsOf repeats the pinning flags (other than profile, driver fault and storage, which runs name). */
 function replayFlagsOf(o: CliOptions): string {
   const flags: string[] = [];
   if (o.steps !== undefined) flags.push(`--steps ${o.steps}`);
@@ -53,7 +58,7 @@ function replayFlagsOf(o: CliOptions): string {
   return flags.join(' ');
 }
 
-function replayOne(seed: number, o: CliOptions): number {
+async function replayOne(seed: number, o: CliOptions): Promise<number> {
   const config: RunConfig = {
     profile: o.profile,
     pinned: pinnedFrom(o),
@@ -62,24 +67,25 @@ function replayOne(seed: number, o: CliOptions): number {
     ...(o.verbose ? { traceSink: (line: string) => console.log(line) } : { trace: true }),
   };
   const t0 = performance.now();
-  const r = runSeed(seed, config);
+  const r = await runSeedAsync(seed, config);
   const ms = performance.now() - t0;
   if (r.failure !== null) {
     console.log(formatFailure(o.verbose ? { ...r, failure: { ...r.failure, traceTail: [] } } : r));
     return 1;
   }
-  console.log(`seed=${seed} ok in ${ms.toFixed(0)} ms: ${JSON.stringify(r.stats)}`);
+  const disk = r.disk === null ? '' : ` disk: ${JSON.stringify(r.disk)}`;
+  console.log(`seed=${seed} ok in ${ms.toFixed(0)} ms: ${JSON.stringify(r.stats)}${disk}`);
   return 0;
 }
 
-function runMany(o: CliOptions, count: number): number {
+async function runMany(o: CliOptions, count: number): Promise<number> {
   const pinned = pinnedFrom(o);
   const failed: number[] = [];
   const t0 = performance.now();
   let lastProgress = t0;
   let done = 0;
   for (let seed = o.start; seed < o.start + count; seed++) {
-    const r = runSeedReported(seed, {
+    const r = await runSeedReportedAsync(seed, {
       profile: o.profile,
       pinned,
       traceTailLines: o.traceLines,
@@ -110,6 +116,10 @@ function runMany(o: CliOptions, count: number): number {
 }
 
 function bench(o: CliOptions): number {
+  if (o.storage !== StorageBackend.Memory) {
+    console.log('--bench measures the core on the memory backend; drop --storage');
+    return 1;
+  }
   const r = runBench(o.seed ?? 1, o.benchSteps);
   console.log(
     `bench: 3 voters, no faults, ${r.steps} steps: ${r.proposalsCommitted} proposals committed in ` +
@@ -123,7 +133,7 @@ function bench(o: CliOptions): number {
   return 0;
 }
 
-function main(argv: readonly string[]): number {
+async function main(argv: readonly string[]): Promise<number> {
   const program = new Command()
     .name('sim')
     .description('Deterministic whole-cluster simulation of the Raft core (VOPR style).')
@@ -145,6 +155,11 @@ function main(argv: readonly string[]): number {
         .choices(Object.values(DriverFault))
         .default(DriverFault.None),
     )
+    .addOption(
+      new Option('--storage <backend>', "where the replicas' logs live")
+        .choices(Object.values(StorageBackend))
+        .default(StorageBackend.Memory),
+    )
     .option('--trace-lines <n>', 'trace lines shown with a failure', positiveInt, 60)
     .option('--fail-fast', 'stop at the first failing seed', false)
     .parse(argv);
@@ -154,4 +169,4 @@ function main(argv: readonly string[]): number {
   return runMany(o, o.seeds ?? 100);
 }
 
-process.exitCode = main(process.argv);
+process.exitCode = await main(process.argv);

@@ -3,6 +3,9 @@
  * membership operator and the safety checker, all advanced one step at a time. A step is
  * the unit of simulated time: packets due are delivered, every clock ticks (or drifts), the
  * clients and the operator act, and every replica handles its Readies.
+ *
+ * With the leveldb backend a step is `stepAsync`: the same phases, with the disk work
+ * awaited at fixed points in between (see `settle`), one replica at a time in id order.
  */
 import {
   type ConfState,
@@ -18,6 +21,7 @@ import { Clients } from './clients.js';
 import { NODE_ID_MAX } from './connectivity.js';
 import { pick } from './distributions.js';
 import { SafetyChecker } from './invariants.js';
+import type { LevelDisk } from './level-disk.js';
 import { checkLogMatching } from './log-matching.js';
 import { MembershipOperator, membersOf } from './membership.js';
 import { Nemesis } from './nemesis.js';
@@ -28,6 +32,9 @@ import type { Trace } from './trace.js';
 
 /** LOG_MATCHING_CHECK_EVERY_STEPS is how often the durable logs are compared pairwise. */
 export const LOG_MATCHING_CHECK_EVERY_STEPS = 500;
+
+/** DiskFactory makes the LevelDB disk of a new replica (leveldb backend). */
+export type DiskFactory = (id: number, confState: ConfState) => LevelDisk;
 
 /** Cluster is one simulated Raft group and its environment. */
 export class Cluster {
@@ -50,11 +57,18 @@ export class Cluster {
   private confIndexSeen = 0;
   /** Ids that were members of some committed configuration. */
   private readonly everMembers = new Set<number>();
+  /** Makes each replica's LevelDB disk; null with the memory backend. */
+  private readonly diskFactory: DiskFactory | null;
 
-  constructor(seed: number, options: SimOptions, trace: Trace) {
+  /**
+   * With a `diskFactory` (the leveldb backend) replicas start at the first `settle`, and the
+   * cluster must be advanced with `stepAsync`; without one, with `step`.
+   */
+  constructor(seed: number, options: SimOptions, trace: Trace, diskFactory: DiskFactory | null = null) {
     this.seed = seed;
     this.options = options;
     this.trace = trace;
+    this.diskFactory = diskFactory;
     const root = new SeededRandom(seed);
     // Independent streams, so that (say) more client traffic does not reshuffle the faults.
     this.random = root.fork();
@@ -77,7 +91,8 @@ export class Cluster {
   }
 
   private addReplica(id: number, cs: ConfState): Replica {
-    const r = new Replica(id, cs, this.options, this, this.replicaRandom.fork());
+    const disk = this.diskFactory === null ? null : this.diskFactory(id, cs);
+    const r = new Replica(id, cs, this.options, this, this.replicaRandom.fork(), disk);
     this.replicas.set(id, r);
     r.start(this.now);
     return r;
@@ -85,11 +100,58 @@ export class Cluster {
 
   // ------------------------------------------------------------ the step
 
-  /** step advances the simulation by one step. */
+  /** step advances the simulation by one step (memory backend). */
   step(): void {
+    const now = this.stepFaults();
+    this.stepInputs(now);
+    for (const r of this.replicas.values()) r.process(now);
+    this.stepChecks(now);
+  }
+
+  /**
+   * stepAsync advances the simulation by one step on LevelDB: `step`'s phases, with every
+   * replica's disk work awaited in between, one at a time, in id order.
+   */
+  async stepAsync(): Promise<void> {
+    const now = this.stepFaults();
+    await this.settle(now);
+    this.stepInputs(now);
+    await this.settle(now);
+    for (const r of this.replicas.values()) await r.processAsync(now);
+    for (const r of this.replicas.values()) await r.announceFetched(now);
+    this.stepChecks(now);
+  }
+
+  /**
+   * settle finishes every replica's outstanding disk work (background reads, closes after
+   * crashes, opens for starts), in id order. The nemesis and the operator crash and start
+   * replicas synchronously; the closes and opens that implies happen here, at a fixed point.
+   */
+  async settle(now: number): Promise<void> {
+    for (const r of this.replicas.values()) await r.settle(now);
+  }
+
+  /** shutdown closes every replica's database at the end of a run. */
+  async shutdown(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const r of this.replicas.values()) {
+      try {
+        await r.shutdown();
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    if (errors.length > 0) throw errors[0];
+  }
+
+  private stepFaults(): number {
     const now = ++this.now;
     this.checker.now = now;
     this.nemesis.step(now);
+    return now;
+  }
+
+  private stepInputs(now: number): void {
     this.network.deliverDue(now, (p) => {
       const r = this.replicas.get(p.to);
       if (r !== undefined && !r.removed) r.receive(p.message);
@@ -100,7 +162,9 @@ export class Cluster {
     if (this.options.transferProbability > 0 && this.random.chance(this.options.transferProbability)) {
       this.transferLeader(now);
     }
-    for (const r of this.replicas.values()) r.process(now);
+  }
+
+  private stepChecks(now: number): void {
     if (now % LOG_MATCHING_CHECK_EVERY_STEPS === 0) {
       this.checkLogs();
       this.clients.sweep();

@@ -11,46 +11,81 @@ import { FailureCode, SimFailure } from './sim-failure.js';
 
 /** runLiveness heals the cluster and steps it until it converges; it throws LIVENESS on timeout. */
 export function runLiveness(cluster: Cluster): number {
-  const o = cluster.options;
-  const stepsMax = Math.ceil(o.livenessTicksMax / o.tickProbabilityMin);
-  const start = cluster.now;
-  cluster.nemesis.heal(start);
-  cluster.clients.active = false;
-  cluster.membership.active = false;
-  let probe: ProposalRecord | null = null;
-  let probeCommitted = false;
-  let readContext = '';
-  let readDone = false;
-  let waiting = 'a leader';
-  for (let i = 0; i < stepsMax; i++) {
+  const probe = new LivenessProbe(cluster);
+  for (let i = 0; i < probe.stepsMax; i++) {
     cluster.step();
+    if (probe.converged()) return cluster.now - probe.start;
+  }
+  throw probe.timeout();
+}
+
+/** runLivenessAsync is runLiveness for a cluster on LevelDB (advanced with `stepAsync`). */
+export async function runLivenessAsync(cluster: Cluster): Promise<number> {
+  const probe = new LivenessProbe(cluster);
+  await cluster.settle(cluster.now);
+  for (let i = 0; i < probe.stepsMax; i++) {
+    await cluster.stepAsync();
+    if (probe.converged()) return cluster.now - probe.start;
+  }
+  throw probe.timeout();
+}
+
+/**
+ * LivenessProbe heals the cluster when made, then, called after every step, drives the probe
+ * proposal and read and tells whether the cluster has converged.
+ */
+class LivenessProbe {
+  readonly start: number;
+  readonly stepsMax: number;
+  private readonly cluster: Cluster;
+  private probe: ProposalRecord | null = null;
+  private probeCommitted = false;
+  private readContext = '';
+  private readDone = false;
+  /** What the cluster is waiting for, for the timeout message. */
+  private waiting = 'a leader';
+
+  constructor(cluster: Cluster) {
+    const o = cluster.options;
+    this.cluster = cluster;
+    this.stepsMax = Math.ceil(o.livenessTicksMax / o.tickProbabilityMin);
+    this.start = cluster.now;
+    cluster.nemesis.heal(this.start);
+    cluster.clients.active = false;
+    cluster.membership.active = false;
+  }
+
+  /** converged does this step's probing and returns whether the cluster has converged. */
+  converged(): boolean {
+    const cluster = this.cluster;
+    const o = cluster.options;
     const now = cluster.now;
     const leader = cluster.leaderReplica();
-    if (!probeCommitted) {
-      if (probe !== null) {
-        const outcome = outcomeOf(cluster.checker, probe);
-        if (outcome === ProposalOutcome.Committed) probeCommitted = true;
-        else if (outcome === ProposalOutcome.Superseded) probe = null;
+    if (!this.probeCommitted) {
+      if (this.probe !== null) {
+        const outcome = outcomeOf(cluster.checker, this.probe);
+        if (outcome === ProposalOutcome.Committed) this.probeCommitted = true;
+        else if (outcome === ProposalOutcome.Superseded) this.probe = null;
       }
-      if (!probeCommitted && probe === null && leader !== undefined) {
-        probe = cluster.clients.proposeProbe(leader, now);
-        waiting = 'the probe proposal to commit';
+      if (!this.probeCommitted && this.probe === null && leader !== undefined) {
+        this.probe = cluster.clients.proposeProbe(leader, now);
+        this.waiting = 'the probe proposal to commit';
       }
-      if (!probeCommitted) continue;
+      if (!this.probeCommitted) return false;
     }
-    if (!readDone) {
-      if (readContext !== '' && !cluster.clients.isReadPending(readContext)) readDone = true;
+    if (!this.readDone) {
+      if (this.readContext !== '' && !cluster.clients.isReadPending(this.readContext)) this.readDone = true;
       else if (
-        (readContext === '' || (now - start) % (o.raft.electionTicks * 4) === 0) &&
+        (this.readContext === '' || (now - this.start) % (o.raft.electionTicks * 4) === 0) &&
         leader !== undefined
       ) {
         // (Re)issue the probe read; a read may be dropped with a leader change.
-        readContext = cluster.clients.invokeRead(leader, now);
+        this.readContext = cluster.clients.invokeRead(leader, now);
       }
-      waiting = 'the probe read to be served';
-      if (!readDone) continue;
+      this.waiting = 'the probe read to be served';
+      if (!this.readDone) return false;
     }
-    const lagging = converged(cluster, probe!);
+    const lagging = converged(cluster, this.probe!);
     if (lagging === '') {
       cluster.clients.sweep();
       const open = [...cluster.clients.unresolved.values()].filter(
@@ -58,17 +93,22 @@ export function runLiveness(cluster: Cluster): number {
       );
       if (open.length === 0) {
         cluster.checkLogs();
-        return cluster.now - start;
+        return true;
       }
-      waiting = `${open.length} accepted proposals to be committed or superseded (first: p${open[0]!.id} at ${open[0]!.index}@${open[0]!.term})`;
+      this.waiting = `${open.length} accepted proposals to be committed or superseded (first: p${open[0]!.id} at ${open[0]!.index}@${open[0]!.term})`;
     } else {
-      waiting = lagging;
+      this.waiting = lagging;
     }
+    return false;
   }
-  throw new SimFailure(
-    FailureCode.Liveness,
-    `no convergence ${stepsMax} steps after healing: waiting for ${waiting}`,
-  );
+
+  /** timeout is the failure after `stepsMax` steps without convergence. */
+  timeout(): SimFailure {
+    return new SimFailure(
+      FailureCode.Liveness,
+      `no convergence ${this.stepsMax} steps after healing: waiting for ${this.waiting}`,
+    );
+  }
 }
 
 /** converged returns '' if every member is up and has applied the probe, else what is missing. */

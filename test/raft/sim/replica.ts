@@ -5,6 +5,12 @@
  * are they written to the MemoryStorage (the durable disk), the Ready's messages sent, and
  * its committed entries applied. A crash drops the RawNode, the state machine and whatever
  * is pending; a restart rebuilds everything from the MemoryStorage alone.
+ *
+ * With the leveldb backend the completed fsync is a real group commit to the replica's
+ * LevelDisk, awaited before the messages go out, and the MemoryStorage becomes the model
+ * the database is checked against. The core reads the database; a crash closes it and a
+ * restart reopens it. Those calls are asynchronous: `processAsync` and `settle` await them
+ * one at a time, at fixed points of the step, so the run stays a function of the seed.
  */
 import {
   type ConfState,
@@ -19,9 +25,12 @@ import {
   RawNode,
   type ReadState,
   type Ready,
+  type Snapshot,
+  type Storage,
 } from '../../../src/raft/index.js';
 import { SeededRandom } from '../../../src/random.js';
 import type { SafetyChecker } from './invariants.js';
+import type { LevelDisk } from './level-disk.js';
 import { FailureCode, SimFailure } from './sim-failure.js';
 import { DriverFault, type SimOptions } from './sim-options.js';
 import { ListStateMachine } from './state-machine.js';
@@ -56,11 +65,23 @@ interface InFlightReady {
   readonly syncStep: number;
 }
 
+/** DueSnapshot is a local snapshot about to be taken. */
+interface DueSnapshot {
+  readonly index: number;
+  readonly confState: ConfState;
+  readonly image: Uint8Array;
+}
+
 /** Replica is one simulated server. */
 export class Replica {
   readonly id: number;
-  /** The durable disk. Only completed fsyncs write to it. */
+  /**
+   * The durable disk. Only completed fsyncs write to it. With the leveldb backend it is the
+   * model of what the database holds (the core reads the database).
+   */
   readonly storage: MemoryStorage;
+  /** The real database (leveldb backend), or null (memory backend). */
+  readonly disk: LevelDisk | null;
   private readonly options: SimOptions;
   private readonly host: ReplicaHost;
   /** The replica's own random stream: election jitter, fsync latency, clock drift. */
@@ -86,6 +107,12 @@ export class Replica {
   pausedUntilStep = 0;
   /** Whether the replica was removed from the cluster for good. */
   removed = false;
+  /** A start waits for the next settle point to open the database (leveldb backend). */
+  private booting = false;
+  /** The database waits for the next settle point to be closed, after a crash (leveldb backend). */
+  private closePending = false;
+  /** Background reads finished that the core has not been told of yet (leveldb backend). */
+  private fetchedUnannounced = false;
   /** Counters. */
   readonly stats = { readies: 0, restarts: 0, snapshotsTaken: 0, snapshotsInstalled: 0 };
 
@@ -95,9 +122,11 @@ export class Replica {
     options: SimOptions,
     host: ReplicaHost,
     random: SeededRandom,
+    disk: LevelDisk | null = null,
   ) {
     this.id = id;
     this.storage = new MemoryStorage(confState);
+    this.disk = disk;
     this.options = options;
     this.host = host;
     this.random = random;
@@ -107,20 +136,33 @@ export class Replica {
         : options.tickProbabilityMin + random.float() * (1 - options.tickProbabilityMin);
   }
 
-  /** isUp tells whether the replica is running. */
+  /** isUp tells whether the replica is running (or, on LevelDB, starting at the next settle point). */
   get isUp(): boolean {
-    return this.node !== null;
+    return this.node !== null || this.booting;
   }
 
-  /** start boots the replica from its durable storage. */
+  /**
+   * start boots the replica from its durable storage. On LevelDB the database is opened at
+   * the host's next settle point; until then the replica counts as up, as a follower.
+   */
   start(now: number): void {
-    if (this.node !== null) throw new Error(`replica ${this.id}: already up`);
-    const snap = this.storage.snapshot();
+    if (this.node !== null || this.booting) throw new Error(`replica ${this.id}: already up`);
+    if (this.disk === null) {
+      this.boot(now, this.storage, this.storage.snapshot());
+      return;
+    }
+    this.booting = true;
+    this.role = RaftRole.Follower;
+    this.term = this.storage.hardState().term;
+  }
+
+  /** boot builds the core and the state machine over `storage`, restoring from `snap`. */
+  private boot(now: number, storage: Storage, snap: Snapshot): void {
     const trace = this.host.trace;
     const k = this.options.raft;
     this.node = new RawNode({
       id: this.id,
-      storage: this.storage,
+      storage,
       random: new SeededRandom(this.random.nextUint32()),
       applied: snap.metadata.index,
       electionTicks: k.electionTicks,
@@ -145,6 +187,7 @@ export class Replica {
     this.durableCommit = hs.commit;
     this.pendingReads = [];
     this.inflight = null;
+    this.fetchedUnannounced = false;
     if (trace.enabled) {
       trace.line(
         now,
@@ -157,6 +200,13 @@ export class Replica {
 
   /** crash stops the replica, losing everything that is not durable. */
   crash(now: number): void {
+    if (this.booting) {
+      // Crashed again before its restart got to open the database.
+      this.booting = false;
+      if (this.host.trace.enabled)
+        this.host.trace.line(now, this.id, 'crash (before the restart opened its disk)');
+      return;
+    }
     if (this.node === null) return;
     if (this.host.trace.enabled) {
       this.host.trace.line(now, this.id, `crash${this.inflight !== null ? ' (fsync in flight: lost)' : ''}`);
@@ -165,13 +215,104 @@ export class Replica {
     this.sm = null;
     this.inflight = null;
     this.pendingReads = [];
+    if (this.disk !== null) {
+      this.closePending = true;
+      this.fetchedUnannounced = false;
+    }
   }
 
   /** restart boots a crashed replica again. */
   restart(now: number): void {
-    if (this.node !== null || this.removed) return;
+    if (this.isUp || this.removed) return;
     this.stats.restarts++;
     this.start(now);
+  }
+
+  // ------------------------------------------------------------ LevelDB: settle points
+
+  /**
+   * settle finishes this replica's outstanding disk work, in a fixed order: background reads,
+   * then the close after a crash, then the open of a pending start, which recovers from the
+   * database and checks it against the durable model in full.
+   *
+   * Determinism rests on one rule, kept by every async method here: a background read of
+   * this replica lands (changes the storage) only when drained, at a point the seed fixes,
+   * and drained reads are awaited before anything else of this replica's runs. How long the
+   * read really took then makes no difference: until it lands, the core sees it in flight.
+   */
+  async settle(now: number): Promise<void> {
+    const disk = this.disk;
+    if (disk === null) return;
+    try {
+      await this.landReads(now);
+      if (this.closePending) {
+        this.closePending = false;
+        await disk.close();
+      }
+      if (this.booting) {
+        this.booting = false;
+        const snap = await disk.open();
+        await disk.checkReopened(this.storage, snap);
+        if (this.host.trace.enabled) {
+          this.host.trace.line(
+            now,
+            this.id,
+            `disk: LevelDB ${disk.stats.reopens > 0 ? `reopened (#${disk.stats.reopens})` : 'created'}, matching the durable model`,
+          );
+        }
+        this.boot(now, disk.storage, snap);
+        // Building the core may already have asked for entries.
+        await this.landReads(now);
+      }
+    } catch (err) {
+      throw withNode(this.id, err);
+    }
+  }
+
+  /**
+   * announceFetched tells the core, once per step, that background reads have landed (paused
+   * replicas hear of it when they resume); then reads in flight, maybe just started, may land.
+   */
+  async announceFetched(now: number): Promise<void> {
+    const node = this.node;
+    try {
+      if (node !== null && this.fetchedUnannounced && now >= this.pausedUntilStep) {
+        this.fetchedUnannounced = false;
+        node.entriesFetched();
+      }
+      await this.landReads(now);
+    } catch (err) {
+      throw withNode(this.id, err);
+    }
+  }
+
+  /** shutdown closes the database for good at the end of a run. */
+  async shutdown(): Promise<void> {
+    this.node = null;
+    this.sm = null;
+    this.booting = false;
+    this.closePending = false;
+    await this.disk?.close();
+  }
+
+  /**
+   * landReads is a point where this replica's background reads in flight may land: they do,
+   * unless the seed holds them longer (a slow disk), so that some land after a write of the
+   * same log (a truncation, a compaction). Only a close lands them unconditionally.
+   */
+  private async landReads(now: number): Promise<void> {
+    const disk = this.disk;
+    if (disk === null) return;
+    if (disk.holdReads()) {
+      if (this.host.trace.enabled) this.host.trace.line(now, this.id, 'disk: background read held');
+      return;
+    }
+    await this.drainReads();
+  }
+
+  /** drainReads waits for this replica's background reads, and remembers to tell the core. */
+  private async drainReads(): Promise<void> {
+    if (this.disk !== null && (await this.disk.drainReads())) this.fetchedUnannounced = true;
   }
 
   /** tick advances the replica's clock, unless its drifting clock skips this step or it is paused. */
@@ -201,6 +342,21 @@ export class Replica {
     }
   }
 
+  /**
+   * processAsync is `process` on LevelDB: a completed fsync is a group commit to the
+   * database, and a local snapshot is written to it, each awaited before going on. Around
+   * each write is a point where background reads may land (see `landReads`).
+   */
+  async processAsync(now: number): Promise<void> {
+    if (now < this.pausedUntilStep) return;
+    try {
+      await this.processReadiesAsync(now);
+      await this.landReads(now);
+    } catch (err) {
+      throw withNode(this.id, err);
+    }
+  }
+
   private processReadies(now: number): void {
     for (let round = 0; round < READY_ROUNDS_PER_STEP_MAX; round++) {
       const node = this.node;
@@ -216,14 +372,51 @@ export class Replica {
         this.maybeSnapshot(node);
         return;
       }
-      const rd = node.ready();
-      this.stats.readies++;
-      this.observeReady(rd, now);
-      const immediate = !rd.mustSync || this.random.float() < this.options.fsyncImmediateProbability;
-      const syncStep = immediate ? now : now + 1 + this.random.int(this.options.fsyncStepsMax);
-      if (this.options.driverFault === DriverFault.SendBeforeSync) this.sendAll(rd.messages);
-      this.inflight = { rd, syncStep };
+      this.takeReady(node, now);
     }
+  }
+
+  private async processReadiesAsync(now: number): Promise<void> {
+    const disk = this.disk!;
+    for (let round = 0; round < READY_ROUNDS_PER_STEP_MAX; round++) {
+      const node = this.node;
+      if (node === null) return;
+      if (this.inflight !== null) {
+        if (this.inflight.syncStep > now) return;
+        const rd = this.inflight.rd;
+        this.inflight = null;
+        await this.landReads(now);
+        await disk.persist(rd);
+        this.persistModel(rd);
+        await this.landReads(now);
+        disk.checkSummary(this.storage);
+        this.afterDurable(node, rd, now);
+        continue;
+      }
+      if (!node.hasReady()) {
+        const due = this.snapshotDue(node);
+        if (due !== null) {
+          await this.landReads(now);
+          await disk.snapshot(due.index, due.confState, due.image, this.options.snapshotKeepEntries);
+          this.snapshotModel(due);
+          await this.landReads(now);
+          disk.checkSummary(this.storage);
+        }
+        return;
+      }
+      this.takeReady(node, now);
+    }
+  }
+
+  /** takeReady takes the core's next Ready and starts its simulated fsync. */
+  private takeReady(node: RawNode, now: number): void {
+    const rd = node.ready();
+    this.stats.readies++;
+    this.observeReady(rd, now);
+    const immediate = !rd.mustSync || this.random.float() < this.options.fsyncImmediateProbability;
+    const syncStep = immediate ? now : now + 1 + this.random.int(this.options.fsyncStepsMax);
+    if (this.options.driverFault === DriverFault.SendBeforeSync) this.sendAll(rd.messages);
+    this.inflight = { rd, syncStep };
   }
 
   /** observeReady checks what the core hands out, at the moment it hands it out. */
@@ -273,12 +466,21 @@ export class Replica {
   }
 
   private completeReady(node: RawNode, rd: Ready, now: number): void {
-    const checker = this.host.checker;
+    this.persistModel(rd);
+    this.afterDurable(node, rd, now);
+  }
+
+  /** persistModel writes a Ready to the durable model, in contract order, checking as it goes. */
+  private persistModel(rd: Ready): void {
     // 1. Durable writes, in contract order.
     if (rd.snapshot !== null) this.storage.applySnapshot(rd.snapshot);
     this.storage.append(rd.entries);
-    checker.observeDurable(this.id, rd.entries);
+    this.host.checker.observeDurable(this.id, rd.entries);
     if (rd.hardState !== null) this.persistHardState(rd.hardState);
+  }
+
+  /** afterDurable does what waits for a Ready's writes to be durable: send, apply, read, advance. */
+  private afterDurable(node: RawNode, rd: Ready, now: number): void {
     // 2. Messages, now that their preconditions are on disk.
     if (this.options.driverFault !== DriverFault.SendBeforeSync) this.sendAll(rd.messages);
     // 3. The state machine.
@@ -379,17 +581,28 @@ export class Replica {
 
   /** maybeSnapshot takes an application snapshot and compacts the log, keeping a short tail. */
   private maybeSnapshot(node: RawNode): void {
+    const due = this.snapshotDue(node);
+    if (due !== null) this.snapshotModel(due);
+  }
+
+  /** snapshotDue returns the snapshot to take now, if the replica has applied enough since the last one. */
+  private snapshotDue(node: RawNode): DueSnapshot | null {
     const sm = this.sm!;
     const snapIndex = this.storage.snapshot().metadata.index;
-    if (sm.appliedIndex - snapIndex < this.options.snapshotEveryEntries) return;
+    if (sm.appliedIndex - snapIndex < this.options.snapshotEveryEntries) return null;
     if (sm.appliedIndex > this.storage.lastIndex()) {
       throw new SimFailure(
         FailureCode.ReadyContract,
         `n${this.id} applied ${sm.appliedIndex} but its durable log ends at ${this.storage.lastIndex()}`,
       );
     }
-    this.storage.createSnapshot(sm.appliedIndex, node.status().confState, sm.snapshot());
-    const compactTo = sm.appliedIndex - this.options.snapshotKeepEntries;
+    return { index: sm.appliedIndex, confState: node.status().confState, image: sm.snapshot() };
+  }
+
+  /** snapshotModel records a snapshot in the durable model and compacts it as the disk does. */
+  private snapshotModel(due: DueSnapshot): void {
+    this.storage.createSnapshot(due.index, due.confState, due.image);
+    const compactTo = due.index - this.options.snapshotKeepEntries;
     if (compactTo >= this.storage.firstIndex()) this.storage.compact(compactTo);
     this.stats.snapshotsTaken++;
   }

@@ -2,8 +2,16 @@
  * The CI seed plan and the batch runner the vitest files share. sim-a.test.ts and
  * sim-b.test.ts each take half of CI_BATCHES, so vitest's two workers split the load.
  */
+import type { LevelDiskStats } from './level-disk.js';
 import { SimProfile } from './profiles.js';
-import { formatFailure, type RunConfig, type RunStats, runSeedReported } from './run.js';
+import {
+  formatFailure,
+  type RunConfig,
+  type RunResult,
+  type RunStats,
+  runSeedReported,
+  runSeedReportedAsync,
+} from './run.js';
 
 /** SeedBatch is a range of seeds run under one profile. */
 export interface SeedBatch {
@@ -45,18 +53,67 @@ export interface SeedBatchResult {
   readonly seeds: number;
   /** Every RunStats field summed over the batch. */
   readonly totals: RunStats;
+  /** Every LevelDiskStats field summed over the batch (null with the memory backend). */
+  readonly diskTotals: LevelDiskStats | null;
   /** One formatted report per failing seed (empty when all passed). */
   readonly failures: readonly string[];
+  /** The failing seeds, in order. */
+  readonly failedSeeds: readonly number[];
 }
 
-/** runSeedBatch runs seeds first..first+count-1 under `config`. */
+/** runSeedBatch runs seeds first..first+count-1 under `config` (memory backend). */
 export function runSeedBatch(first: number, count: number, config: RunConfig = {}): SeedBatchResult {
-  const failures: string[] = [];
-  const totals: Record<string, number> = {};
+  const tally = new BatchTally(count);
   for (let seed = first; seed < first + count; seed++) {
-    const r = runSeedReported(seed, { traceTailLines: 40, ...config });
-    for (const [k, v] of Object.entries(r.stats)) totals[k] = (totals[k] ?? 0) + v;
-    if (r.failure !== null) failures.push(formatFailure(r));
+    tally.add(runSeedReported(seed, { traceTailLines: 40, ...config }));
   }
-  return { seeds: count, totals: totals as unknown as RunStats, failures };
+  return tally.result();
+}
+
+/** runSeedBatchAsync is runSeedBatch on any backend; seeds run one after another. */
+export async function runSeedBatchAsync(
+  first: number,
+  count: number,
+  config: RunConfig = {},
+): Promise<SeedBatchResult> {
+  const tally = new BatchTally(count);
+  for (let seed = first; seed < first + count; seed++) {
+    tally.add(await runSeedReportedAsync(seed, { traceTailLines: 40, ...config }));
+  }
+  return tally.result();
+}
+
+/** BatchTally sums the runs of a batch. */
+class BatchTally {
+  private readonly seeds: number;
+  private readonly totals: Record<string, number> = {};
+  private readonly diskTotals: Record<string, number> = {};
+  private readonly failures: string[] = [];
+  private readonly failedSeeds: number[] = [];
+
+  constructor(seeds: number) {
+    this.seeds = seeds;
+  }
+
+  add(r: RunResult): void {
+    for (const [k, v] of Object.entries(r.stats)) this.totals[k] = (this.totals[k] ?? 0) + v;
+    if (r.disk !== null) {
+      for (const [k, v] of Object.entries(r.disk)) this.diskTotals[k] = (this.diskTotals[k] ?? 0) + v;
+    }
+    if (r.failure !== null) {
+      this.failures.push(formatFailure(r));
+      this.failedSeeds.push(r.seed);
+    }
+  }
+
+  result(): SeedBatchResult {
+    return {
+      seeds: this.seeds,
+      totals: this.totals as unknown as RunStats,
+      diskTotals:
+        Object.keys(this.diskTotals).length > 0 ? (this.diskTotals as unknown as LevelDiskStats) : null,
+      failures: this.failures,
+      failedSeeds: this.failedSeeds,
+    };
+  }
 }

@@ -22,6 +22,8 @@ export const FailureCode = {
   StaleRead: 'STALE_READ',
   /** The core broke its side of the Ready contract (for example, commit beyond the log). */
   ReadyContract: 'READY_CONTRACT',
+  /** A replica's LevelDB storage disagrees with what the simulation made durable in it. */
+  StorageDiverged: 'STORAGE_DIVERGED',
   /** After healing, the cluster did not converge in time. */
   Liveness: 'LIVENESS',
   /** The core (or the simulator) threw. */

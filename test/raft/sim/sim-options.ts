@@ -25,6 +25,31 @@ export const DriverFault = {
 } as const;
 export type DriverFault = (typeof DriverFault)[keyof typeof DriverFault];
 
+/**
+ * StorageBackend is where each replica's log lives: MemoryStorage (the default, fast, fully
+ * synchronous) or a real LevelDB NodeStorage per node in a temporary directory, reopened from
+ * disk after every crash.
+ */
+export const StorageBackend = {
+  Memory: 'memory',
+  LevelDb: 'leveldb',
+} as const;
+export type StorageBackend = (typeof StorageBackend)[keyof typeof StorageBackend];
+
+/** LevelKnobs are the LevelDB storage options the simulation varies (used by the leveldb backend only). */
+export interface LevelKnobs {
+  /** GroupStorage's in-memory entry cache; small values force on-demand reads of older entries. */
+  readonly cacheBytesMax: number;
+  /** The most bytes one on-demand read fetches. */
+  readonly fetchBytesMax: number;
+  /** The size of the chunks a snapshot is stored in (small: many chunks per snapshot). */
+  readonly snapshotChunkBytes: number;
+  /** The size of the parts the state machine streams its image in (each part is cut into chunks). */
+  readonly snapshotPartBytes: number;
+  /** Chance, at each point where background reads may land, that they are held longer (a slow disk). */
+  readonly holdReadProbability: number;
+}
+
 /** RaftKnobs are the RaftConfig fields the simulation varies. */
 export interface RaftKnobs {
   readonly electionTicks: number;
@@ -78,6 +103,9 @@ export interface SimOptions {
   /** Chance per step that the operator asks the leader to transfer leadership. */
   readonly transferProbability: number;
   readonly driverFault: DriverFault;
+  /** Where the replicas' logs live. */
+  readonly storage: StorageBackend;
+  readonly level: LevelKnobs;
 }
 
 /**
@@ -189,5 +217,19 @@ export function drawSimOptions(random: SeededRandom): SimOptions {
     membershipIntervalSteps: electionTicks * uniformInt(random, 5, 20),
     transferProbability: pick(random, [0, 0.001, 0.005]),
     driverFault: DriverFault.None,
+    storage: StorageBackend.Memory,
+    // Drawn last, from a fork, so that the draws above are what they were before LevelDB existed.
+    level: drawLevelKnobs(random.fork()),
+  };
+}
+
+/** drawLevelKnobs draws the LevelDB storage options; about half the seeds get a cache small enough to miss. */
+export function drawLevelKnobs(random: SeededRandom): LevelKnobs {
+  return {
+    cacheBytesMax: pick(random, [256, 2048, 64 * 1024, 16 << 20]),
+    fetchBytesMax: pick(random, [128, 1024, 1 << 20]),
+    snapshotChunkBytes: pick(random, [64, 256, 1024]),
+    snapshotPartBytes: pick(random, [100, 1000, 1 << 20]),
+    holdReadProbability: pick(random, [0, 0.5, 0.8]),
   };
 }
