@@ -11,7 +11,7 @@ export {
   resolveRaftConfig,
 } from './config.js';
 export { Inflights } from './inflights.js';
-export { EMPTY_CONF_STATE, MemoryStorage } from './memory-storage.js';
+export { bootstrapIndex, EMPTY_CONF_STATE, MemoryStorage } from './memory-storage.js';
 export { ProgressState } from './progress.js';
 export {
   COMMIT_INDEX_INFINITE,

@@ -34,7 +34,7 @@ export class MemoryStorage implements Storage {
    * `confState`.
    */
   constructor(confState: ConfState = EMPTY_CONF_STATE) {
-    const boot = isBootstrap(confState) ? 1 : 0;
+    const boot = bootstrapIndex(confState);
     this.snap = { metadata: { index: boot, term: boot, confState }, data: new Uint8Array(0) };
     this.ents = [dummy(boot, boot)];
   }
@@ -143,8 +143,13 @@ export class MemoryStorage implements Storage {
   }
 }
 
-function isBootstrap(cs: ConfState): boolean {
-  return cs.voters.length + cs.learners.length + cs.votersOutgoing.length > 0;
+/**
+ * bootstrapIndex is where a new member's log starts: 1 (a snapshot at index 1, term 1
+ * holding the membership) when it is given its group's initial membership, 0 when it is
+ * given none and must receive a snapshot from the leader. Every Storage uses this rule.
+ */
+export function bootstrapIndex(cs: ConfState): 0 | 1 {
+  return cs.voters.length + cs.learners.length + cs.votersOutgoing.length > 0 ? 1 : 0;
 }
 
 function dummy(index: number, term: number): Entry {

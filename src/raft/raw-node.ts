@@ -9,7 +9,6 @@ import {
   type HardState,
   type Message,
   MessageType,
-  NONE,
   type NodeId,
   type ProposeResult,
   type RaftRole,
@@ -268,6 +267,6 @@ export class RawNode {
 
   /** leader is the leader this replica knows of, or NONE. */
   leader(): NodeId {
-    return this.raft.leader ?? NONE;
+    return this.raft.leader;
   }
 }

@@ -1,5 +1,6 @@
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import {
+  bootstrapIndex,
   type ConfState,
   EMPTY_CONF_STATE,
   EMPTY_HARD_STATE,
@@ -153,15 +154,13 @@ export class GroupStorage implements Storage {
   }
 
   /**
-   * create writes a new group's records. With a non-empty `confState` the group is
+   * createOps returns the writes that store a new group's records. With a non-empty `confState` the group is
    * bootstrapped from a snapshot at (index 1, term 1) holding the membership, as
    * MemoryStorage does; with none, the member waits for a snapshot from a leader.
    */
-  static create(db: LevelDb, group: number, opts: GroupStorageOptions, confState?: ConfState): WriteOp[] {
-    const boot = confState && confState.voters.length + confState.learners.length > 0 ? 1 : 0;
-    const snap = emptySnapshotRecord(confState ?? EMPTY_CONF_STATE, boot);
-    void db;
-    void opts;
+  static createOps(group: number, confState: ConfState = EMPTY_CONF_STATE): WriteOp[] {
+    const boot = bootstrapIndex(confState);
+    const snap = emptySnapshotRecord(confState, boot);
     return [
       { type: 'put', key: recordKey(group, KeyKind.SnapshotMeta), value: encodeJsonRecord(snap) },
       {

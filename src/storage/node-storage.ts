@@ -157,7 +157,7 @@ export class NodeStorage {
     await this.db.clear(groupRange(id));
     const record: NodeRecord = { ...this.record, groups: [...this.record.groups, id].sort((a, b) => a - b) };
     const ops: WriteOp[] = [
-      ...GroupStorage.create(this.db, id, this.opts, confState),
+      ...GroupStorage.createOps(id, confState),
       { type: 'put', key: NODE_KEY, value: encodeJsonRecord(record) },
     ];
     await this.db.batch(ops, true);
