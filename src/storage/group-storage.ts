@@ -15,18 +15,19 @@ import {
   StorageError,
   StorageErrorKind,
 } from '../raft/index.js';
-import { crc32c } from './crc32c.js';
+import { checksum } from './checksum.js';
 import { chunkKey, indexedKey, indexOf, KeyKind, kindRange, recordKey } from './keys.js';
 import type { LevelDb, WriteOp } from './level-db.js';
 import {
+  blockCount,
   checkHardState,
   checkLogStart,
   checkSnapshotRecord,
+  decodeBlock,
   decodeChunk,
-  decodeEntry,
   decodeJsonRecord,
+  encodeBlock,
   encodeChunk,
-  encodeEntry,
   encodeJsonRecord,
   type LogStartRecord,
   type SnapshotRecord,
@@ -65,7 +66,7 @@ export interface CreateSnapshotOptions {
 }
 
 const EMPTY = new Uint8Array(0);
-const EMPTY_CRC = crc32c(EMPTY);
+const EMPTY_CRC = checksum(EMPTY);
 
 /** emptySnapshotRecord is the snapshot of a group that has none. */
 function emptySnapshotRecord(confState: ConfState = EMPTY_CONF_STATE, at = 0): SnapshotRecord {
@@ -106,6 +107,12 @@ export class GroupStorage implements Storage {
   private last: number;
   /** Terms of entries (start.index, last], as runs sorted by start. */
   private runs: TermRun[];
+  /**
+   * First indexes of the stored log blocks, ascending. Entry i lives in the block with the
+   * greatest start <= i: a later block shadows the tail of an earlier one (a conflicting
+   * append rewrites from its first index), and the last block ends the log.
+   */
+  private blocks: number[];
 
   /** The newest entries: cache[i - cacheHead] has index cacheFirst + i. */
   private cache: Entry[] = [];
@@ -138,7 +145,14 @@ export class GroupStorage implements Storage {
     db: LevelDb,
     group: number,
     opts: GroupStorageOptions,
-    state: { hard: HardState; snap: SnapshotRecord; start: LogStartRecord; last: number; runs: TermRun[] },
+    state: {
+      hard: HardState;
+      snap: SnapshotRecord;
+      start: LogStartRecord;
+      last: number;
+      runs: TermRun[];
+      blocks: number[];
+    },
   ) {
     this.db = db;
     this.group = group;
@@ -148,6 +162,7 @@ export class GroupStorage implements Storage {
     this.start = state.start;
     this.last = state.last;
     this.runs = state.runs;
+    this.blocks = state.blocks;
     this.cacheFirst = state.last + 1;
     this.nextSnapshotId = state.snap.id + 1;
     if (state.snap.chunkCount === 0) this.snapData = EMPTY;
@@ -197,8 +212,33 @@ export class GroupStorage implements Storage {
     for (const key of await db.keys(chunks)) {
       if (indexOf(key) !== snap.id) await db.del(key);
     }
+    // The log blocks: their keys only (the log is read lazily). The last block ends the log;
+    // blocks wholly at or below the compaction point are removed.
     const entryRange = kindRange(group, KeyKind.Entry);
-    await db.clear({ gte: entryRange.gte, lt: indexedKey(group, KeyKind.Entry, start.index + 1) });
+    const blockKeys = await db.keys(entryRange);
+    let blocks = blockKeys.map(indexOf);
+    let last = start.index;
+    const lastBlock = blocks[blocks.length - 1];
+    if (lastBlock !== undefined) {
+      const rec = await db.get(indexedKey(group, KeyKind.Entry, lastBlock));
+      const count = rec ? blockCount(rec) : 0;
+      if (count === 0) {
+        throw new DkvError(ErrorCode.Corrupted, `group ${group}: log entries from ${lastBlock} are damaged`, {
+          group,
+          index: lastBlock,
+        });
+      }
+      last = Math.max(start.index, lastBlock + count - 1);
+    }
+    const dead = blocks.filter((_b, i) => (blocks[i + 1] ?? last + 1) - 1 <= start.index);
+    for (const b of dead) await db.del(indexedKey(group, KeyKind.Entry, b));
+    blocks = blocks.slice(dead.length);
+    if (last > start.index && (blocks.length === 0 || blocks[0]! > start.index + 1)) {
+      throw new DkvError(ErrorCode.Corrupted, `group ${group}: log entry ${start.index + 1} is missing`, {
+        group,
+        index: start.index + 1,
+      });
+    }
 
     const runs: TermRun[] = [];
     const runKeys: Uint8Array[] = [];
@@ -209,8 +249,6 @@ export class GroupStorage implements Storage {
       runs.push({ start: indexOf(key), term: rec.term });
       runKeys.push(key);
     }
-    const lastKey = await db.lastKey(entryRange);
-    const last = lastKey ? Math.max(indexOf(lastKey), start.index) : start.index;
     // Drop runs that start past the end of the log (left by a truncation that was cut short)
     // and runs wholly below the log start.
     const kept: TermRun[] = [];
@@ -231,7 +269,7 @@ export class GroupStorage implements Storage {
         { group, index: hard.commit },
       );
     }
-    const gs = new GroupStorage(db, group, opts, { hard, snap, start, last, runs: kept });
+    const gs = new GroupStorage(db, group, opts, { hard, snap, start, last, runs: kept, blocks });
     await gs.loadTail();
     return gs;
   }
@@ -239,43 +277,55 @@ export class GroupStorage implements Storage {
   /** loadTail fills the cache with the newest entries, up to cacheBytesMax, checking each. */
   private async loadTail(): Promise<void> {
     if (this.last <= this.start.index) return;
-    const range = kindRange(this.group, KeyKind.Entry);
     const recs = await this.db.entries({
-      gte: indexedKey(this.group, KeyKind.Entry, this.start.index + 1),
-      lt: range.lt,
+      gte: indexedKey(this.group, KeyKind.Entry, this.blocks[0]!),
+      lt: kindRange(this.group, KeyKind.Entry).lt,
       reverse: true,
       bytesMax: this.opts.cacheBytesMax,
     });
     const ents: Entry[] = [];
-    let expect = this.last;
+    let end = this.last; // the last index the next (older) block supplies
     for (const [key, value] of recs) {
-      const index = indexOf(key);
-      if (index !== expect) {
-        throw new DkvError(ErrorCode.Corrupted, `group ${this.group}: log entry ${expect} is missing`, {
+      const first = indexOf(key);
+      const block = decodeBlock(this.group, first, value);
+      const from = Math.max(first, this.start.index + 1);
+      if (first + block.length - 1 < end) {
+        throw new DkvError(ErrorCode.Corrupted, `group ${this.group}: log entry ${end} is missing`, {
           group: this.group,
-          index: expect,
+          index: end,
         });
       }
-      const e = decodeEntry(this.group, index, value);
-      if (e.term !== this.term(index)) {
-        throw new DkvError(
-          ErrorCode.Corrupted,
-          `group ${this.group}: log entry ${index} has the wrong term`,
-          {
+      for (let i = end; i >= from; i--) {
+        const e = block[i - first]!;
+        if (e.term !== this.term(i)) {
+          throw new DkvError(ErrorCode.Corrupted, `group ${this.group}: log entry ${i} has the wrong term`, {
             group: this.group,
-            index,
-          },
-        );
+            index: i,
+          });
+        }
+        ents.push(e);
       }
-      ents.push(e);
-      expect--;
+      end = from - 1;
+      if (end <= this.start.index) break;
     }
     ents.reverse();
     this.cache = ents;
     this.cacheHead = 0;
-    this.cacheFirst = expect + 1;
+    this.cacheFirst = end + 1;
     this.cacheBytes = 0;
     for (const e of ents) this.cacheBytes += entryBytes(e);
+  }
+
+  /** blockAt is the position in `blocks` of the block holding `index` (the greatest start <= index). */
+  private blockAt(index: number): number {
+    let lo = 0;
+    let hi = this.blocks.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.blocks[mid]! <= index) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
   }
 
   // ------------------------------------------------------------ Storage (read side)
@@ -344,25 +394,39 @@ export class GroupStorage implements Storage {
     this.fetching = true;
     const group = this.group;
     const epoch = this.logEpoch;
+    // Where each block's live part ends, as of now: the next block's start shadows the rest.
+    const at = this.blockAt(lo);
+    const starts = this.blocks.slice(at);
+    const endOf = (i: number): number => (starts[i + 1] ?? this.last + 1) - 1;
     void this.db
       .entries({
-        gte: indexedKey(group, KeyKind.Entry, lo),
+        gte: indexedKey(group, KeyKind.Entry, starts[0] ?? lo),
         lt: indexedKey(group, KeyKind.Entry, hi),
         bytesMax: this.opts.fetchBytesMax,
       })
       .then((recs) => {
         const ents: Entry[] = [];
         let expect = lo;
-        for (const [key, value] of recs) {
-          const index = indexOf(key);
-          if (index !== expect) {
+        for (let i = 0; i < recs.length && expect < hi; i++) {
+          const [key, value] = recs[i]!;
+          const first = indexOf(key);
+          if (first !== starts[i]) {
+            // The log changed under the read (a compaction or truncation): drop it.
+            if (epoch !== this.logEpoch) return;
             throw new DkvError(ErrorCode.Corrupted, `group ${group}: log entry ${expect} is missing`, {
               group,
               index: expect,
             });
           }
-          ents.push(decodeEntry(group, index, value));
-          expect++;
+          const block = decodeBlock(group, first, value);
+          const end = Math.min(endOf(i), hi - 1);
+          if (first + block.length - 1 < end) {
+            throw new DkvError(ErrorCode.Corrupted, `group ${group}: log entry ${end} is missing`, {
+              group,
+              index: end,
+            });
+          }
+          for (; expect <= end; expect++) ents.push(block[expect - first]!);
         }
         // The log may have been compacted or truncated meanwhile: keep only what is still valid.
         if (epoch !== this.logEpoch) return;
@@ -480,7 +544,7 @@ export class GroupStorage implements Storage {
       at += chunk.length;
       n++;
     }
-    if (at !== rec.totalBytes || crc32c(data) !== rec.dataCrc) {
+    if (at !== rec.totalBytes || checksum(data) !== rec.dataCrc) {
       throw new DkvError(
         ErrorCode.Corrupted,
         `group ${this.group}: snapshot at index ${rec.index} failed its checksum`,
@@ -530,7 +594,7 @@ export class GroupStorage implements Storage {
     const chunkBytes = this.opts.snapshotChunkBytes;
     const put = async (piece: Uint8Array): Promise<void> => {
       batch.push({ type: 'put', key: chunkKey(this.group, id, n), value: encodeChunk(n, piece) });
-      crc = crc32c(piece, crc);
+      crc = checksum(piece, crc);
       total += piece.length;
       batchBytes += piece.length;
       n++;
@@ -604,8 +668,7 @@ export class GroupStorage implements Storage {
       ops.push({ type: 'put', key: recordKey(g, KeyKind.SnapshotMeta), value: encodeJsonRecord(received) });
       ops.push(...this.deleteChunksOps(old));
       // A snapshot from the leader replaces the whole log.
-      for (let i = start.index + 1; i <= last; i++)
-        ops.push({ type: 'del', key: indexedKey(g, KeyKind.Entry, i) });
+      for (const b of this.blocks) ops.push({ type: 'del', key: indexedKey(g, KeyKind.Entry, b) });
       for (const r of this.runs) ops.push({ type: 'del', key: indexedKey(g, KeyKind.TermRun, r.start) });
       start = { index: received.index, term: received.term };
       ops.push({ type: 'put', key: recordKey(g, KeyKind.LogStart), value: encodeJsonRecord(start) });
@@ -618,6 +681,7 @@ export class GroupStorage implements Storage {
         this.start = { index: received.index, term: received.term };
         this.last = received.index;
         this.runs = [];
+        this.blocks = [];
         this.resetCache(received.index + 1);
         this.fetched = [];
         this.logEpoch++;
@@ -629,9 +693,12 @@ export class GroupStorage implements Storage {
       const first = ents[0]!.index;
       const newLast = ents[ents.length - 1]!.index;
       if (first > last + 1) throw new Error(`GroupStorage.stageReady: gap: last ${last}, appending ${first}`);
-      // Truncate: entries past the new end, and term runs from `first` on.
-      for (let i = newLast + 1; i <= last; i++)
-        ops.push({ type: 'del', key: indexedKey(g, KeyKind.Entry, i) });
+      // One block holds the whole append; blocks that start after it are replaced or cut
+      // off by it, and term runs from `first` on are rewritten.
+      ops.push({ type: 'put', key: indexedKey(g, KeyKind.Entry, first), value: encodeBlock(first, ents) });
+      const blocksNow = rd.snapshot ? [] : this.blocks;
+      for (let i = blocksNow.length - 1; i >= 0 && blocksNow[i]! > first; i--)
+        ops.push({ type: 'del', key: indexedKey(g, KeyKind.Entry, blocksNow[i]!) });
       const survivors = rd.snapshot ? [] : this.runs;
       while (runsFrom > 0 && survivors[runsFrom - 1]!.start >= first) {
         runsFrom--;
@@ -639,7 +706,6 @@ export class GroupStorage implements Storage {
       }
       let prevTerm = runsFrom > 0 ? survivors[runsFrom - 1]!.term : -1;
       for (const e of ents) {
-        ops.push({ type: 'put', key: indexedKey(g, KeyKind.Entry, e.index), value: encodeEntry(e) });
         if (e.term !== prevTerm) {
           newRuns.push({ start: e.index, term: e.term });
           ops.push({
@@ -654,6 +720,8 @@ export class GroupStorage implements Storage {
         // By value, not by position: a compaction may have dropped runs from the head
         // between staging and this commit.
         this.runs = this.runs.filter((r) => r.start < first).concat(newRuns);
+        this.blocks = this.blocks.filter((b) => b < first);
+        this.blocks.push(first);
         if (first <= this.last) this.logEpoch++;
         this.last = newLast;
         this.appendToCache(ents);
@@ -758,8 +826,13 @@ export class GroupStorage implements Storage {
       // Compact: the new start keeps `tailEntries` before the snapshot, never moving back.
       const newStartIndex = Math.max(this.start.index, index - options.tailEntries);
       const newStart: LogStartRecord = { index: newStartIndex, term: this.term(newStartIndex) };
-      for (let i = this.start.index + 1; i <= newStartIndex; i++) {
-        ops.push({ type: 'del', key: indexedKey(g, KeyKind.Entry, i) });
+      // Blocks whose live part lies wholly at or below the new start go.
+      const deadBlocks: number[] = [];
+      for (let i = 0; i < this.blocks.length; i++) {
+        const end = (this.blocks[i + 1] ?? this.last + 1) - 1;
+        if (end > newStartIndex) break;
+        deadBlocks.push(this.blocks[i]!);
+        ops.push({ type: 'del', key: indexedKey(g, KeyKind.Entry, this.blocks[i]!) });
       }
       let dropRuns = 0;
       while (dropRuns + 1 < this.runs.length && this.runs[dropRuns + 1]!.start <= newStartIndex + 1) {
@@ -772,6 +845,8 @@ export class GroupStorage implements Storage {
       this.snapData = null;
       this.start = newStart;
       this.runs = this.runs.slice(dropRuns);
+      const gone = new Set(deadBlocks);
+      this.blocks = this.blocks.filter((b) => !gone.has(b));
       if (this.cacheFirst <= newStartIndex) {
         const drop = Math.min(newStartIndex + 1 - this.cacheFirst, this.cache.length - this.cacheHead);
         for (let i = 0; i < drop; i++) this.cacheBytes -= entryBytes(this.cache[this.cacheHead + i]!);

@@ -37,9 +37,18 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
+/** BLOCK is how many entries each commit round (hence each stored log block) carries. */
+const BLOCK = 10;
+
+/** blockOf is the first index of the log block holding `index` (blocks start at 2, 12, 22, ...). */
+function blockOf(index: number): number {
+  return 2 + Math.floor((index - 2) / BLOCK) * BLOCK;
+}
+
 /**
- * buildDir writes group G: entries 2..LAST (term 1 then 2), a 16-chunk snapshot at
- * SNAP_INDEX, log from 51; and group OTHER with a few entries.
+ * buildDir writes group G: entries 2..LAST (term 1 then 2) in rounds of BLOCK entries, so
+ * the log is stored as blocks at 2, 12, ..., 192; a 16-chunk snapshot at SNAP_INDEX, log
+ * from 51; and group OTHER with a few entries.
  */
 async function buildDir(): Promise<{ dir: string; snapshotId: number; chunkCount: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'dkv-corruption-'));
@@ -48,9 +57,11 @@ async function buildDir(): Promise<{ dir: string; snapshotId: number; chunkCount
   try {
     const g = await ns.createGroup(G, CRASH_CONF);
     const entries = Array.from({ length: LAST - 1 }, (_, i) => entryFor(G, i + 2, i + 2 < 120 ? 1 : 2));
-    await ns.commit([
-      { storage: g, ready: ready({ entries, hardState: { term: 2, vote: 1, commit: COMMIT } }) },
-    ]);
+    for (let at = 0; at < entries.length; at += BLOCK) {
+      const hardState = { term: 2, vote: 1, commit: Math.min(COMMIT, entries[at]!.index) };
+      await ns.commit([{ storage: g, ready: ready({ entries: entries.slice(at, at + BLOCK), hardState }) }]);
+    }
+    await ns.commit([{ storage: g, ready: ready({ hardState: { term: 2, vote: 1, commit: COMMIT } }) }]);
     const image = snapshotImage(G, SNAP_INDEX, 1, IMAGE_BYTES);
     const rec = await g.createSnapshot(
       SNAP_INDEX,
@@ -198,41 +209,47 @@ describe('corruption is detected and never served', () => {
     await ns.close();
   });
 
-  describe('(a) an entry in the tail is caught at open', () => {
+  describe('(a) a log block in the tail is caught at open', () => {
+    // Offsets in a block: [crc 0..3][count 4..7], then the first entry's [term 8..15][type 16]
+    // [length 17..20][data].
     it.each([
       ['its checksum', 0],
-      ['its term', 7],
-      ['its type', 12],
-      ['its payload', -1],
+      ['its entry count', 7],
+      ['an entry term', 15],
+      ['an entry type', 16],
+      ['an entry length', 20],
+      ['a payload', -1],
     ])('a flipped bit in %s', async (_what, at) => {
       const { dir } = await buildDir();
-      const index = LAST - 1;
-      expect(entryFor(G, index, 2).data.length).toBeGreaterThan(0);
-      await damage(dir, indexedKey(G, KeyKind.Entry, index), flipAt(at));
-      await expectSetAside(dir, index);
+      const block = blockOf(LAST - 1);
+      await damage(dir, indexedKey(G, KeyKind.Entry, block), flipAt(at));
+      await expectSetAside(dir, block);
     });
 
-    it('an entry moved to the next index (valid bytes, wrong place)', async () => {
+    it('a block moved to another index (valid bytes, wrong place)', async () => {
       const { dir } = await buildDir();
       const db = await openRawLevel(dir);
+      const last = blockOf(LAST);
       await db.put(
-        indexedKey(G, KeyKind.Entry, LAST),
-        (await db.get(indexedKey(G, KeyKind.Entry, LAST - 1)))!,
+        indexedKey(G, KeyKind.Entry, last),
+        (await db.get(indexedKey(G, KeyKind.Entry, last - BLOCK)))!,
       );
       await db.close();
-      await expectSetAside(dir, LAST);
+      await expectSetAside(dir, last);
     });
 
-    it('an entry missing from the middle of the tail', async () => {
+    it('a block missing from the middle of the tail', async () => {
       const { dir } = await buildDir();
-      await damage(dir, indexedKey(G, KeyKind.Entry, LAST - 3), () => null);
-      await expectSetAside(dir, LAST - 3);
+      const gone = blockOf(LAST) - BLOCK;
+      await damage(dir, indexedKey(G, KeyKind.Entry, gone), () => null);
+      // The block before the gap holds fewer entries than the gap needs: the last missing one is named.
+      await expectSetAside(dir, gone + BLOCK - 1);
     });
   });
 
   it('(b) an old entry out of the cache is caught on the on-demand read, and the group stops serving', async () => {
     const { dir } = await buildDir();
-    const bad = 60;
+    const bad = blockOf(60);
     await damage(dir, indexedKey(G, KeyKind.Entry, bad), flipAt(-1));
     const ns = await NodeStorage.open(dir, OPTS);
     try {
@@ -344,14 +361,17 @@ describe('corruption is detected and never served', () => {
 
   describe('(e) a truncated value is caught', () => {
     it.each([
-      ['a tail entry cut inside its header', indexedKey(G, KeyKind.Entry, LAST), 7],
-      ['a tail entry cut inside its payload', indexedKey(G, KeyKind.Entry, LAST), 14],
-      ['a tail entry cut to nothing', indexedKey(G, KeyKind.Entry, LAST), 0],
-    ])('%s', async (_what, key, bytes) => {
+      ['the tail block cut inside its header', 7],
+      ['the tail block cut inside an entry header', 14],
+      ['the tail block cut inside a payload', -1],
+      ['the tail block cut to nothing', 0],
+    ])('%s', async (_what, bytes) => {
       const { dir } = await buildDir();
-      expect(entryFor(G, LAST, 2).data.length).toBeGreaterThan(1);
-      await damage(dir, key, truncateTo(bytes));
-      await expectSetAside(dir, LAST);
+      const block = blockOf(LAST);
+      await damage(dir, indexedKey(G, KeyKind.Entry, block), (v) =>
+        v.slice(0, bytes < 0 ? v.length + bytes : bytes),
+      );
+      await expectSetAside(dir, block);
     });
 
     it.each([
@@ -365,7 +385,7 @@ describe('corruption is detected and never served', () => {
 
     it('an old entry cut short is caught on the on-demand read', async () => {
       const { dir } = await buildDir();
-      await damage(dir, indexedKey(G, KeyKind.Entry, 70), truncateTo(10));
+      await damage(dir, indexedKey(G, KeyKind.Entry, blockOf(70)), truncateTo(10));
       const ns = await NodeStorage.open(dir, OPTS);
       try {
         const g = ns.group(G)!;
@@ -374,7 +394,7 @@ describe('corruption is detected and never served', () => {
         await fetched;
         const err = thrown(() => g.entries(70, 71, 1 << 20));
         expect(isDkvError(err, 'CORRUPTED')).toBe(true);
-        expect((err as DkvError).details).toEqual({ group: G, index: 70 });
+        expect((err as DkvError).details).toEqual({ group: G, index: blockOf(70) });
       } finally {
         await ns.close();
       }

@@ -60,8 +60,18 @@ process.stdin.resume();
 setTimeout(() => process.exit(4), lifeMs).unref();
 
 function emit(line: ChildLine): void {
-  // Writes to a pipe are synchronous on Linux: once this returns the parent will see the line.
   process.stdout.write(formatLine(line));
+}
+
+/**
+ * emitted writes a line and resolves once it is in the pipe. An intent must be there before
+ * its write starts: a pipe the parent is slow to drain makes stdout writes asynchronous, and
+ * a line still queued in this process dies with it on SIGKILL.
+ */
+function emitted(line: ChildLine): Promise<void> {
+  return new Promise((resolve, reject) =>
+    process.stdout.write(formatLine(line), (err) => (err ? reject(err) : resolve())),
+  );
 }
 
 function fail(message: string): never {
@@ -186,25 +196,26 @@ function maybeStartSnapshot(gs: GroupStorage): void {
     tailEntries: snapRng.int(48),
   };
   snapshotting.add(g);
-  emit({ k: 'snap-intent', snap });
   const image = snapshotImage(g, snap.index, snap.term, snap.bytes);
-  gs.createSnapshot(index, CRASH_CONF, imagePieces(image), { tailEntries: snap.tailEntries }).then(
-    (rec) => {
-      if (rec.index !== index || rec.totalBytes !== snap.bytes)
-        fail(`group ${g}: snapshot record ${JSON.stringify(rec)}`);
-      snapshotting.delete(g);
-      emit({ k: 'snap-ack', group: g, index });
-    },
-    (err: unknown) =>
-      fail(`createSnapshot(${g}, ${index}) failed: ${err instanceof Error ? err.stack : String(err)}`),
-  );
+  emitted({ k: 'snap-intent', snap })
+    .then(() => gs.createSnapshot(index, CRASH_CONF, imagePieces(image), { tailEntries: snap.tailEntries }))
+    .then(
+      (rec) => {
+        if (rec.index !== index || rec.totalBytes !== snap.bytes)
+          fail(`group ${g}: snapshot record ${JSON.stringify(rec)}`);
+        snapshotting.delete(g);
+        emit({ k: 'snap-ack', group: g, index });
+      },
+      (err: unknown) =>
+        fail(`createSnapshot(${g}, ${index}) failed: ${err instanceof Error ? err.stack : String(err)}`),
+    );
 }
 
 for (let round = 0; ; round++) {
   const picked = groups.filter(() => rng.chance(0.7));
   if (picked.length === 0) picked.push(groups[rng.int(groups.length)]!);
   const planned = picked.map((gs) => ({ gs, ...planChange(gs) }));
-  emit({ k: 'intent', round, changes: planned.map((p) => p.change) });
+  await emitted({ k: 'intent', round, changes: planned.map((p) => p.change) });
   const items: PersistItem[] = planned.map((p) => ({ storage: p.gs, ready: p.ready }));
   try {
     await ns.commit(items);

@@ -9,8 +9,8 @@ import { isDkvError } from '../../src/errors.js';
 import { groupIdOf, indexOf, KeyKind, NODE_KEY } from '../../src/storage/keys.js';
 import { NodeStorage } from '../../src/storage/node-storage.js';
 import {
+  decodeBlock,
   decodeChunk,
-  decodeEntry,
   decodeJsonRecord,
   type SnapshotRecord,
 } from '../../src/storage/records.js';
@@ -123,7 +123,7 @@ async function scanRawKeys(
   groups: ReadonlyMap<number, { snap: SnapshotRecord; first: number; last: number }>,
 ): Promise<string[]> {
   const problems: string[] = [];
-  const entryCount = new Map<number, number>();
+  const blocks = new Map<number, { first: number; count: number }[]>();
   const chunkCount = new Map<number, number>();
   const db = await openRawLevel(dir);
   try {
@@ -142,11 +142,13 @@ async function scanRawKeys(
       try {
         switch (key[5]) {
           case KeyKind.Entry: {
-            const index = indexOf(key);
-            if (index < info.first || index > info.last)
-              problems.push(`group ${g}: entry key ${index} outside ${info.first}..${info.last}`);
-            decodeEntry(g, index, value);
-            entryCount.set(g, (entryCount.get(g) ?? 0) + 1);
+            const first = indexOf(key);
+            if (first > info.last)
+              problems.push(`group ${g}: log block at ${first} past the last entry ${info.last}`);
+            const count = decodeBlock(g, first, value).length;
+            const list = blocks.get(g) ?? [];
+            list.push({ first, count });
+            blocks.set(g, list);
             break;
           }
           case KeyKind.SnapshotChunk: {
@@ -179,9 +181,21 @@ async function scanRawKeys(
     await db.close();
   }
   for (const [g, info] of groups) {
-    const entries = entryCount.get(g) ?? 0;
-    if (entries !== Math.max(0, info.last - info.first + 1))
-      problems.push(`group ${g}: ${entries} entry keys for ${info.first}..${info.last}`);
+    // The blocks' live parts (each up to the next block's start, the last one to its end)
+    // must cover exactly first..last, with no block wholly below `first`.
+    const list = blocks.get(g) ?? [];
+    let covered = info.first - 1;
+    for (let i = 0; i < list.length; i++) {
+      const b = list[i]!;
+      const end = i + 1 < list.length ? list[i + 1]!.first - 1 : b.first + b.count - 1;
+      if (end < info.first)
+        problems.push(`group ${g}: log block at ${b.first} lies wholly below ${info.first}`);
+      if (b.first > covered + 1) problems.push(`group ${g}: entries ${covered + 1}..${b.first - 1} missing`);
+      if (b.first + b.count - 1 < end) problems.push(`group ${g}: log block at ${b.first} is short`);
+      covered = Math.max(covered, end);
+    }
+    if (covered !== Math.max(info.last, info.first - 1))
+      problems.push(`group ${g}: the log blocks end at ${covered}, the log at ${info.last}`);
     const chunks = chunkCount.get(g) ?? 0;
     if (chunks !== info.snap.chunkCount)
       problems.push(`group ${g}: ${chunks} chunk keys, the snapshot has ${info.snap.chunkCount}`);

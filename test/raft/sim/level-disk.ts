@@ -8,12 +8,12 @@
  * cheaply after every write, and completely (every stored entry, term and the snapshot) after
  * every reopen. Every call is awaited by the simulator one at a time, in a fixed order.
  */
-import type { ConfState, MemoryStorage, Ready, Snapshot, Storage } from '../../../src/raft/index.js';
+import type { ConfState, Entry, MemoryStorage, Ready, Snapshot, Storage } from '../../../src/raft/index.js';
 import type { SeededRandom } from '../../../src/random.js';
 import type { GroupStorage } from '../../../src/storage/group-storage.js';
 import { indexedKey, indexOf, KeyKind, kindRange } from '../../../src/storage/keys.js';
 import { NodeStorage } from '../../../src/storage/node-storage.js';
-import { decodeEntry } from '../../../src/storage/records.js';
+import { decodeBlock } from '../../../src/storage/records.js';
 import { FetchTracker } from './fetch-tracker.js';
 import { bytesEqual } from './payload.js';
 import { FailureCode, SimFailure } from './sim-failure.js';
@@ -215,20 +215,28 @@ export class LevelDisk {
       gte: indexedKey(SIM_GROUP_ID, KeyKind.Entry, 0),
       lt: kindRange(SIM_GROUP_ID, KeyKind.Entry).lt,
     });
-    if (stored.length !== last - first + 1) {
-      throw diverged(
-        `${stored.length} entries stored in LevelDB, ${last - first + 1} durable (${first}..${last})`,
-      );
-    }
-    const want = last >= first ? model.entries(first, last + 1, Number.MAX_SAFE_INTEGER) : [];
+    // Each block's live part runs up to the next block's start; the last one ends the log.
+    const got: Entry[] = [];
     for (let k = 0; k < stored.length; k++) {
       const [key, value] = stored[k]!;
-      const index = indexOf(key);
+      const start = indexOf(key);
+      const block = decodeBlock(SIM_GROUP_ID, start, value);
+      const end = k + 1 < stored.length ? indexOf(stored[k + 1]![0]) - 1 : start + block.length - 1;
+      if (end < first) throw diverged(`LevelDB keeps a log block at ${start}, wholly below ${first}`);
+      if (start + block.length - 1 < end) throw diverged(`the log block at ${start} is short`);
+      for (const e of block) if (e.index >= first && e.index <= end) got.push(e);
+    }
+    const want = last >= first ? model.entries(first, last + 1, Number.MAX_SAFE_INTEGER) : [];
+    if (got.length !== want.length) {
+      throw diverged(`${got.length} entries stored in LevelDB, ${want.length} durable (${first}..${last})`);
+    }
+    for (let k = 0; k < got.length; k++) {
+      const g2 = got[k]!;
       const e = want[k]!;
-      if (index !== e.index) throw diverged(`LevelDB holds entry ${index} where ${e.index} was written`);
-      const got = decodeEntry(SIM_GROUP_ID, index, value);
-      if (got.term !== e.term || got.type !== e.type || !bytesEqual(got.data, e.data)) {
-        throw diverged(`entry ${index} in LevelDB differs from the one written`);
+      if (g2.index !== e.index)
+        throw diverged(`LevelDB holds entry ${g2.index} where ${e.index} was written`);
+      if (g2.term !== e.term || g2.type !== e.type || !bytesEqual(g2.data, e.data)) {
+        throw diverged(`entry ${e.index} in LevelDB differs from the one written`);
       }
     }
   }
