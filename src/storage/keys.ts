@@ -6,7 +6,7 @@
  *     g <group> h                     hard state
  *     g <group> l                     log start (the compaction point: index and term)
  *     g <group> m                     current snapshot metadata
- *     g <group> e <index>             log entry
+ *     g <group> e <first index>       log block: the entries one round appended (records.ts)
  *     g <group> t <start index>       term run: entries from <start> on have this term
  *     g <group> s <snapshot id> <n>   snapshot chunk n
  *     n                               node record (format version)
@@ -54,7 +54,7 @@ export function recordKey(group: number, kind: KeyKind): Uint8Array {
   return groupKey(group, kind, 0);
 }
 
-/** indexedKey is the key of a group's entry or term run at `index`. */
+/** indexedKey is the key of a group's log block or term run starting at `index`. */
 export function indexedKey(group: number, kind: KeyKind, index: number): Uint8Array {
   const k = groupKey(group, kind, 8);
   writeU64(k, 6, index);

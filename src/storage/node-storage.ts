@@ -15,8 +15,11 @@ function groupRange(id: number): { gte: Uint8Array; lt: Uint8Array } {
   return { gte, lt };
 }
 
-/** STORAGE_FORMAT_VERSION is written in the node record; a node refuses a format it does not know. */
-export const STORAGE_FORMAT_VERSION = 1;
+/**
+ * STORAGE_FORMAT_VERSION is written in the node record; a node refuses a format it does not
+ * know. 2: the log is stored as packed blocks (format 1 kept one key per entry).
+ */
+export const STORAGE_FORMAT_VERSION = 2;
 
 interface NodeRecord {
   readonly version: number;
