@@ -136,36 +136,39 @@ const targetArb: fc.Arbitrary<Target> = fc.oneof(
   fc.constantFrom(...PREFIXES).map((prefix) => ({ prefix })),
 );
 
-const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
-  {
-    weight: 12,
-    arbitrary: fc.record({
-      t: fc.constant('publish' as const),
-      ops: fc.array(opArb, { minLength: 1, maxLength: 3 }),
-    }),
-  },
-  {
-    weight: 5,
-    arbitrary: fc.record({
-      t: fc.constant('sub' as const),
-      target: targetArb,
-      mode: fc.constantFrom('live' as const, 'snapshot' as const, 'resume' as const),
-      back: fc.integer({ min: -3, max: 25 }),
-      ready: fc.boolean(),
-      reversed: fc.boolean(),
-    }),
-  },
-  {
-    weight: 10,
-    arbitrary: fc.record({
-      t: fc.constant('take' as const),
-      sub: fc.nat(),
-      max: fc.option(fc.nat(4), { nil: undefined }),
-    }),
-  },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant('close' as const), sub: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('restore' as const) }) },
-);
+/** cmdsArb makes command lists; `restoreWeight` 0 leaves out restores (long uninterrupted streams). */
+const cmdsArb = (restoreWeight: number, takeMax: number): fc.Arbitrary<Cmd> =>
+  fc.oneof(
+    {
+      weight: 12,
+      arbitrary: fc.record({
+        t: fc.constant('publish' as const),
+        ops: fc.array(opArb, { minLength: 1, maxLength: 3 }),
+      }),
+    },
+    {
+      weight: 5,
+      arbitrary: fc.record({
+        t: fc.constant('sub' as const),
+        target: targetArb,
+        mode: fc.constantFrom('live' as const, 'snapshot' as const, 'resume' as const),
+        back: fc.integer({ min: -3, max: 25 }),
+        ready: fc.boolean(),
+        reversed: fc.boolean(),
+      }),
+    },
+    {
+      weight: 10,
+      arbitrary: fc.record({
+        t: fc.constant('take' as const),
+        sub: fc.nat(),
+        max: fc.option(fc.nat(takeMax), { nil: undefined }),
+      }),
+    },
+    { weight: 2, arbitrary: fc.record({ t: fc.constant('close' as const), sub: fc.nat() }) },
+    { weight: restoreWeight, arbitrary: fc.record({ t: fc.constant('restore' as const) }) },
+  );
+const cmdArb = cmdsArb(1, 4);
 
 /** Consumer is what a client rebuilds from the messages it is handed. */
 interface Consumer {
@@ -500,6 +503,25 @@ describe('WatchHub model', () => {
     );
   });
 
+  it('matches the reference on long streams with larger buffers', () => {
+    const opts = fc.record({
+      historyMax: fc.integer({ min: 0, max: 60 }),
+      bufferMax: fc.integer({ min: 1, max: 25 }),
+    });
+    const cmds = fc.array(cmdsArb(0, 12), { minLength: 100, maxLength: 250, size: 'max' });
+    fc.assert(
+      fc.property(opts, cmds, (o, list) => {
+        const m = new Model(o);
+        for (const cmd of list) {
+          m.run(cmd);
+          m.check();
+        }
+        m.finish();
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('a restored hub behaves exactly like the original from then on', () => {
     fc.assert(
       fc.property(
@@ -726,7 +748,36 @@ describe('WatchHub', () => {
     expect(code(() => new WatchHub({ historyMax: -1, bufferMax: 1 }, 0))).toBe(ErrorCode.InvalidArgument);
   });
 
-  it('refuses publish from inside an onReady callback only while dispatching', () => {
+  it('a prefix watcher gets exactly the keys that start with its prefix (any UTF-16 string)', () => {
+    const str = fc.string({ unit: 'binary', maxLength: 4 });
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(str, { maxLength: 12 }),
+        fc.array(str, { maxLength: 12 }),
+        (prefixes, keys) => {
+          const hub = new WatchHub({ historyMax: 0, bufferMax: 100 }, 0);
+          const subs = prefixes.map((prefix) => hub.subscribe({ prefix }, staticSource(0)));
+          const exact = keys.map((key) => hub.subscribe({ key }, staticSource(0)));
+          hub.publish(keys.map((key, i) => putEvent(key, i + 1)));
+          prefixes.forEach((prefix, i) => {
+            const got = subs[i]!.take().map((m) => (m.kind === 'event' ? m.event.revision : -1));
+            const want = keys.flatMap((k, r) => (k.startsWith(prefix) ? [r + 1] : []));
+            expect(got).toEqual(want);
+          });
+          keys.forEach((key, i) => {
+            const got = exact[i]!.take().map((m) => (m.kind === 'event' ? m.event.revision : -1));
+            expect(got).toEqual(keys.flatMap((k, r) => (k === key ? [r + 1] : [])));
+          });
+          for (const sub of [...subs, ...exact]) sub.close();
+          const registry = (hub as unknown as { registry: { root: { isEmpty(): boolean } } }).registry;
+          expect(registry.root.isEmpty()).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('lets an onReady callback subscribe, atomically at the new revision', () => {
     const hub = new WatchHub(opts, 0);
     let nested = 0;
     hub.subscribe({ key: 'k' }, staticSource(0), () => {
