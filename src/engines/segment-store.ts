@@ -127,6 +127,12 @@ export interface ScanResult {
   more: boolean;
 }
 
+/** LiveKeys is the key-source view `liveKeys(now)` returns (the index manager's KeySource). */
+export interface LiveKeys {
+  keysWithPrefix(prefix: string, after?: string): Iterable<string>;
+  has(key: string): boolean;
+}
+
 /** PutResult is the item a put wrote and the item it replaced, if any. */
 export interface PutResult {
   item: Item;
@@ -576,22 +582,42 @@ export class SegmentStore {
 
   /**
    * keysWithPrefix yields the held keys that start with `prefix`, in ascending order, strictly
-   * after `after` if given. It iterates the live tree lazily: do not mutate the store while
-   * iterating (take a `snapshot()` for a stable view).
+   * after `after` if given, skipping keys expired at `now` if given. It iterates the live tree
+   * lazily: do not mutate the store while iterating (take a `snapshot()` for a stable view).
    */
-  *keysWithPrefix(prefix: string, after?: string): Iterable<string> {
+  *keysWithPrefix(prefix: string, after?: string, now?: number): Iterable<string> {
     if (typeof prefix !== 'string') throw invalid('prefix must be a string');
     if (after !== undefined && typeof after !== 'string') throw invalid('after must be a string');
+    const n = optionalNow(now);
     let from = prefix;
     let skip: string | undefined;
     if (after !== undefined && after >= prefix) {
       from = after;
       skip = after;
     }
-    for (const key of this.tree.keys(from)) {
+    const reused: (string | Entry)[] = [];
+    const it = this.tree.entries(from, reused as [string, Entry]);
+    for (let r = it.next(); !r.done; r = it.next()) {
+      const key = r.value[0];
       if (!key.startsWith(prefix)) return;
-      if (key !== skip) yield key;
+      if (key === skip) continue;
+      const e = r.value[1];
+      if (n !== undefined && e.expiresAt !== undefined && e.expiresAt <= n) continue;
+      yield key;
     }
+  }
+
+  /**
+   * liveKeys is a view for the index manager (its KeySource) that hides keys expired at `now`,
+   * so a query never returns a key after its deadline, even before its expiry delete is applied.
+   */
+  liveKeys(now: number): LiveKeys {
+    const n = optionalNow(now);
+    if (n === undefined) throw invalid('now must be a finite number');
+    return {
+      keysWithPrefix: (prefix: string, after?: string) => this.keysWithPrefix(prefix, after, n),
+      has: (key: string) => this.getLive(key, n) !== undefined,
+    };
   }
 
   /**

@@ -199,7 +199,7 @@ type Op =
   | { t: 'scan'; opts: ScanOptions }
   | { t: 'page'; opts: ScanOptions }
   | { t: 'count'; opts: ScanOptions }
-  | { t: 'keys'; prefix: string; after: string | undefined }
+  | { t: 'keys'; prefix: string; after: string | undefined; now: number | undefined }
   | { t: 'compare'; c: Compare; now: number | undefined };
 
 const putArb: fc.Arbitrary<Op> = fc
@@ -283,6 +283,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       t: fc.constant('keys' as const),
       prefix: boundArb,
       after: fc.option(keyArb, { nil: undefined }),
+      now: nowArb,
     }),
   },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('compare' as const), c: compareArb, now: nowArb }) },
@@ -325,7 +326,9 @@ function runStore(s: SegmentStore, op: Op): unknown {
     case 'count':
       return s.count({ prefix: op.opts.prefix, start: op.opts.start, end: op.opts.end, now: op.opts.now });
     case 'keys':
-      return [...s.keysWithPrefix(op.prefix, op.after)];
+      return op.now === undefined
+        ? [...s.keysWithPrefix(op.prefix, op.after)]
+        : [...s.liveKeys(op.now).keysWithPrefix(op.prefix, op.after)];
     case 'compare':
       return evaluateCompare(s, op.c, op.now);
   }
@@ -354,7 +357,7 @@ function runModel(m: Model, op: Op): unknown {
         .length;
     case 'keys':
       return m
-        .matching({ prefix: op.prefix })
+        .matching({ prefix: op.prefix, now: op.now })
         .map((i) => i.key)
         .filter((k) => op.after === undefined || k > op.after);
     case 'compare':
@@ -380,7 +383,7 @@ describe('SegmentStore against a Map model', () => {
         for (const op of ops) expect(runStore(s, op)).toEqual(runModel(m, op));
         expectSameAsModel(s, m);
       }),
-      { numRuns: 400 },
+      { numRuns: 1000 },
     );
   });
 
@@ -418,7 +421,7 @@ describe('SegmentStore against a Map model', () => {
           expectSameAsModel(c, modelAt);
         },
       ),
-      { numRuns: 250 },
+      { numRuns: 500 },
     );
   });
 });
@@ -964,5 +967,20 @@ describe('keysWithPrefix', () => {
     expect([...s.keysWithPrefix('')]).toEqual(['a', 'ab', 'abc', 'abd', 'b', 'ba']);
     expect(s.has('ab')).toBe(true);
     expect(s.has('zz')).toBe(false);
+  });
+
+  it('liveKeys hides keys expired at now', () => {
+    const s = new SegmentStore();
+    s.put('a1', { value: 1, valueBytes: 1, expiresAt: 5 });
+    s.put('a2', { value: 1, valueBytes: 1 });
+    s.put('a3', { value: 1, valueBytes: 1, expiresAt: 9 });
+    const live = s.liveKeys(5);
+    expect([...live.keysWithPrefix('a')]).toEqual(['a2', 'a3']);
+    expect([...live.keysWithPrefix('a', 'a2')]).toEqual(['a3']);
+    expect(live.has('a1')).toBe(false);
+    expect(live.has('a3')).toBe(true);
+    expect([...s.keysWithPrefix('a')]).toEqual(['a1', 'a2', 'a3']);
+    expect([...s.keysWithPrefix('a', undefined, 9)]).toEqual(['a2']);
+    expect(codeOf(() => s.liveKeys(Number.NaN))).toBe(ErrorCode.InvalidArgument);
   });
 });
