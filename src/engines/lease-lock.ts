@@ -379,7 +379,7 @@ export class LeaseTable {
     return rec !== undefined && now < rec.deadline ? rec : undefined;
   }
 
-  /** loaderInstall gives LeaseLoader access to restoreLease without making it public API. */
+  /** loaderInstall is internal to this module (snapshot restore); not for callers. */
   static loaderInstall(table: LeaseTable, rec: LeaseRecord): void {
     table.restoreLease(rec);
   }
@@ -879,7 +879,7 @@ export class LockTable {
     return table;
   }
 
-  /** loaderAccess gives LockLoader the internals it rebuilds, without making them public API. */
+  /** loaderAccess is internal to this module (snapshot restore); not for callers. */
   static loaderAccess(table: LockTable): LockTableInternals {
     return {
       leases: table.leases,
@@ -1248,6 +1248,13 @@ export class LeaseLockEngine {
       if (ended !== undefined) leases.push(ended);
     }
     return { leases, ...this.locks.leaseEnded(sorted, index, now) };
+  }
+
+  /** nextDeadline is the earliest lease deadline or wait deadline, for scheduling the next tick. */
+  nextDeadline(): number | undefined {
+    const a = this.leases.nextDeadline();
+    const b = this.locks.nextWaitDeadline();
+    return a === undefined ? b : b === undefined ? a : Math.min(a, b);
   }
 
   /** snapshot returns a frozen copy of both tables: the lease parts, then the lock parts. */

@@ -183,7 +183,8 @@ describe('LockTable', () => {
   });
 
   it('times out waiters in (deadline, name, lease) order without handing anything over', () => {
-    const { l } = setup();
+    const { e, l } = setup();
+    expect(e.nextDeadline()).toBe(10_000);
     l.acquire('b', 1, 10, 0, { waiterId: 'h1' });
     l.acquire('a', 1, 11, 0, { waiterId: 'h2' });
     l.acquire('b', 3, 12, 0, { waiterId: 'w3', waitMs: 100 });
@@ -191,6 +192,7 @@ describe('LockTable', () => {
     l.acquire('a', 4, 14, 0, { waiterId: 'w4', waitMs: 100 });
     l.acquire('a', 2, 15, 50, { waiterId: 'w5', waitMs: 10 });
     expect(l.nextWaitDeadline()).toBe(60);
+    expect(e.nextDeadline()).toBe(60);
     expect(l.expireWaits(100).map((w) => [w.name, w.lease, w.waitDeadline])).toEqual([
       ['a', 2, 60],
       ['a', 4, 100],
