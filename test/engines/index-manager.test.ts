@@ -337,9 +337,9 @@ function arbOps(maxLength: number): fc.Arbitrary<Op[]> {
 /** arbTuning is the default planner, or one that collects nearly always, or ones with tight stream budgets. */
 const arbTuning = fc.constantFrom<PlannerTuning>(
   DEFAULT_TUNING,
-  { streamFactor: 0, streamSlack: 0 },
-  { streamFactor: 1, streamSlack: 1 },
-  { streamFactor: 0.5, streamSlack: 0 },
+  { streamFactor: 0, streamSlack: 0, examinedMax: Number.POSITIVE_INFINITY },
+  { streamFactor: 1, streamSlack: 1, examinedMax: Number.POSITIVE_INFINITY },
+  { streamFactor: 0.5, streamSlack: 0, examinedMax: Number.POSITIVE_INFINITY },
 );
 
 /** COVERAGE counts the kinds of plan the model-based test exercised with two or more pages. */
@@ -424,7 +424,7 @@ function entryParts(parts: unknown[]): unknown[] {
   });
 }
 
-function expectInvalid(fn: () => unknown, code: string = ErrorCode.InvalidArgument): string {
+function expectDkvError(fn: () => unknown, code: string = ErrorCode.InvalidArgument): string {
   try {
     fn();
   } catch (err) {
@@ -762,6 +762,24 @@ describe('index manager: plans touch only what they need', () => {
     expect(run({ index: 'g', eq: 'even' }, { countOnly: true }).count).toBe(5000);
   });
 
+  it('a query that would read more than examinedMax entries fails with TOO_LARGE', () => {
+    const small = IndexManager.restore(mgr.snapshot().parts(), { ...DEFAULT_TUNING, examinedMax: 2000 });
+    expect(small.query({ index: 'c', eq: 'c7' }, {}, store).keys).toHaveLength(10);
+    expect(small.query({ index: 'n' }, { countOnly: true }, store).count).toBe(N);
+    expect(
+      expectDkvError(
+        () => small.query({ index: 'n', gte: 10 }, { sort: { key: 'desc' } }, store),
+        ErrorCode.TooLarge,
+      ),
+    ).toMatch(/more than 2000/);
+    expect(
+      small.query({ index: 'n', gte: 10 }, { sort: { index: 'n', order: 'desc' }, limit: 5 }, store).keys,
+    ).toEqual(['key/09999', 'key/09998', 'key/09997', 'key/09996', 'key/09995']);
+    prefixReads = 0;
+    expectDkvError(() => small.query({ prefix: 'key/' }, { countOnly: true }, store), ErrorCode.TooLarge);
+    expect(prefixReads).toBe(2001);
+  });
+
   it('or unions its branches; prefix streams from the store and stops at the limit', () => {
     const r = run({
       or: [
@@ -811,8 +829,8 @@ describe('index manager: validation', () => {
       ],
       Array.from({ length: 65 }, (_, i) => ({ name: `i${i}`, kind: 'eq', field: 'a' })),
     ];
-    for (const defs of bad) expectInvalid(() => IndexManager.validateDefs(defs));
-    expectInvalid(() => new IndexManager([{ name: 'x', kind: 'eq' } as IndexDef]));
+    for (const defs of bad) expectDkvError(() => IndexManager.validateDefs(defs));
+    expectDkvError(() => new IndexManager([{ name: 'x', kind: 'eq' } as IndexDef]));
     expect(IndexManager.validateDefs([{ name: 'x', kind: 'eq', field: 'a.b' }])).toEqual([
       { name: 'x', kind: 'eq', field: 'a.b' },
     ]);
@@ -852,7 +870,7 @@ describe('index manager: validation', () => {
       ],
     ];
     for (const [q, message] of bad)
-      expect(expectInvalid(() => mgr.query(q as Query, {}, src))).toMatch(message);
+      expect(expectDkvError(() => mgr.query(q as Query, {}, src))).toMatch(message);
     expect(mgr.query(nested(8) as Query, {}, src).keys).toEqual([]);
   });
 
@@ -878,7 +896,7 @@ describe('index manager: validation', () => {
       { sort: { index: 'r' }, after: { k: 'a', v: [1] } },
       { sort: { index: 'r' }, after: { k: 'a', v: 1, x: 2 } },
     ];
-    for (const opts of bad) expectInvalid(() => mgr.query(q, opts as QueryOptions, src));
+    for (const opts of bad) expectDkvError(() => mgr.query(q, opts as QueryOptions, src));
     expect(
       mgr.query(q, { limit: 10_000, sort: { index: 'r' }, after: { k: 'a', v: null } }, src).keys,
     ).toEqual([]);
@@ -928,6 +946,6 @@ describe('index manager: snapshot restore validation', () => {
       [header, { ...first, values: [1, 2], keys: ['k1', 'k1'] }],
       [header, { ...first, values: [], keys: [] }],
     ];
-    for (const parts of variants) expectInvalid(() => IndexManager.restore(parts), ErrorCode.Corrupted);
+    for (const parts of variants) expectDkvError(() => IndexManager.restore(parts), ErrorCode.Corrupted);
   });
 });
