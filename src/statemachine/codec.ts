@@ -89,7 +89,24 @@ export function decodeEnvelope(data: Uint8Array): Envelope {
   } catch (err) {
     throw new DkvError(ErrorCode.InvalidArgument, 'entry is not valid msgpack', {}, { cause: err });
   }
-  return checkEnvelope(raw);
+  return checkEnvelope(plainBytes(raw, 0));
+}
+
+/**
+ * plainBytes turns the Buffers msgpackr decodes binary values into (views of the entry) into
+ * plain Uint8Array copies, so a value reads back the same whether it came from the log or
+ * from a snapshot, and does not hold the whole entry in memory.
+ */
+export function plainBytes(v: unknown, depth: number): unknown {
+  if (v instanceof Uint8Array) return v.constructor === Uint8Array ? v : new Uint8Array(v);
+  if (typeof v !== 'object' || v === null || depth > 64) return v;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) v[i] = plainBytes(v[i], depth + 1);
+    return v;
+  }
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) o[k] = plainBytes(o[k], depth + 1);
+  return o;
 }
 
 /** valueBytes is a value's encoded size, which the value size limit applies to. */

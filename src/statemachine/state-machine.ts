@@ -88,6 +88,8 @@ export interface ApplyOutput {
 /** LockAcquired is the answer to a granted acquire. */
 export interface LockAcquired {
   readonly acquired: true;
+  /** The lock (a waiter learns which of its acquires this answers). */
+  readonly name: string;
   readonly token: number;
   readonly lease: number;
 }
@@ -301,11 +303,11 @@ export class GroupStateMachine implements SnapshotableStateMachine {
   }
 
   private notifyGrants(
-    grants: readonly { waiterId: string; token: number; lease: number }[],
+    grants: readonly { name: string; waiterId: string; token: number; lease: number }[],
     fx: Effects,
   ): void {
     for (const g of grants) {
-      const acquired: LockAcquired = { acquired: true, token: g.token, lease: g.lease };
+      const acquired: LockAcquired = { acquired: true, name: g.name, token: g.token, lease: g.lease };
       this.notify(g.waiterId, ok(acquired), fx);
     }
   }
@@ -355,7 +357,7 @@ export class GroupStateMachine implements SnapshotableStateMachine {
           waiterId,
           ...(cmd.waitMs !== undefined && { waitMs: cmd.waitMs }),
         });
-        if (r.acquired) return { acquired: true, token: r.token, lease: cmd.lease };
+        if (r.acquired) return { acquired: true, name: cmd.name, token: r.token, lease: cmd.lease };
         return r.queued ? { acquired: false, queued: true } : { acquired: false };
       }
       case 'lock.release': {
