@@ -10,7 +10,7 @@
  * statemachine (the whole apply path). The cluster workloads against etcd arrive with the
  * node and client.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,16 +50,22 @@ for (const suite of picked) {
   for (const { file, args } of SUITES[suite]!) {
     process.stdout.write(`\n== ${file}${values.quick ? ' (quick)' : ''}\n`);
     const t0 = Date.now();
-    const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', file, ...args(values.quick)], {
+    // Streamed as it comes (progress), and kept for the results file.
+    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', file, ...args(values.quick)], {
       cwd: ROOT,
-      encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    process.stdout.write(r.stdout ?? '');
-    results[file] = r.stdout ?? '';
-    if (r.status !== 0) {
+    let text = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => {
+      text += d;
+      process.stdout.write(d);
+    });
+    const status = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    results[file] = text;
+    if (status !== 0) {
       failed = true;
-      process.stderr.write(`error: ${file} exited with ${r.status ?? r.signal}\n`);
+      process.stderr.write(`error: ${file} exited with ${status}\n`);
     } else {
       process.stdout.write(`(${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
     }

@@ -89,8 +89,8 @@ export async function bench(opts: { quick: boolean }): Promise<Figures> {
     (i) => ({
       op: 'txn',
       compare: [{ key: key16(i % 100), target: 'version', op: '=', value: 0 }],
-      then: [{ op: 'put', key: key16(i % 100), value: i }],
-      else: [{ op: 'get', key: key16(i % 100) }],
+      success: [{ op: 'put', key: key16(i % 100), value: i }],
+      failure: [{ op: 'get', key: key16(i % 100) }],
     }),
     true,
   );

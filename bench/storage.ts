@@ -13,6 +13,7 @@
  * The goal from the issue: at 256 entries per batch, at least 100 times the single-write
  * rate in entries per second.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -29,6 +30,8 @@ const GOAL_BATCH = 256;
 const GOAL_RATIO_MIN = 100;
 /** WARMUP_FRACTION of each measurement's time runs first, uncounted. */
 const WARMUP_FRACTION = 0.1;
+/** SETTLE_MS is the pause after a `sync` before each measurement. */
+const SETTLE_MS = 500;
 /** LATENCY_SAMPLES_MAX bounds the latencies kept per measurement. */
 const LATENCY_SAMPLES_MAX = 1 << 20;
 
@@ -184,6 +187,16 @@ async function nodeStorage(
   }
 }
 
+/**
+ * settle lets the disk go quiet before a measurement: the previous one wrote (and deleted)
+ * hundreds of megabytes, and the kernel's write-back of them would otherwise land inside the
+ * next measurement's fsyncs.
+ */
+async function settle(): Promise<void> {
+  spawnSync('sync');
+  await new Promise((r) => setTimeout(r, SETTLE_MS));
+}
+
 function fmt(n: number, digits = 0): string {
   return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
@@ -212,11 +225,15 @@ async function main(): Promise<void> {
   );
   // The floor drifts on a shared machine: measure it before and after, and divide by the higher
   // of the two, so the ratio is never flattered by a slow moment.
+  await settle();
   const floorBefore = await rawLevel(values.dir, timeMs, 1, 'array');
   const rows: Row[] = [];
   for (const size of sizes) {
+    await settle();
     const m = await nodeStorage(values.dir, timeMs, size, groups);
+    await settle();
     const rawArray = await rawLevel(values.dir, timeMs, size, 'array');
+    await settle();
     const rawChained = await rawLevel(values.dir, timeMs, size, 'chained');
     const entriesPerSec = (m.entries * 1000) / m.elapsedMs;
     rows.push({
@@ -231,6 +248,7 @@ async function main(): Promise<void> {
     });
   }
 
+  await settle();
   const floorAfter = await rawLevel(values.dir, timeMs, 1, 'array');
   const floorsPerSec = [floorBefore, floorAfter].map((f) => (f.rounds * 1000) / f.elapsedMs);
   const floorPerSec = Math.max(...floorsPerSec);

@@ -52,8 +52,8 @@ export type Command =
   | {
       readonly op: 'txn';
       readonly compare: readonly Compare[];
-      readonly then: readonly TxnOp[];
-      readonly else: readonly TxnOp[];
+      readonly success: readonly TxnOp[];
+      readonly failure: readonly TxnOp[];
       readonly fence?: Fence;
     }
   | { readonly op: 'tick' }
@@ -265,13 +265,13 @@ export function validateCommand(v: unknown): Command {
     case 'delete':
       return withFence(checkDelete(v, ['fence']));
     case 'txn': {
-      onlyFields(v, ['op', 'compare', 'then', 'else', 'fence'], 'txn');
+      onlyFields(v, ['op', 'compare', 'success', 'failure', 'fence'], 'txn');
       const max = COMMAND_LIMITS.txnOpsMax;
       return withFence({
         op: 'txn',
         compare: checkList(v.compare, 'txn.compare', max, validateCompare),
-        then: checkList(v.then, 'txn.then', max, checkTxnOp),
-        else: checkList(v.else, 'txn.else', max, checkTxnOp),
+        success: checkList(v.success, 'txn.success', max, checkTxnOp),
+        failure: checkList(v.failure, 'txn.failure', max, checkTxnOp),
       });
     }
     case 'tick':

@@ -338,7 +338,7 @@ export class GroupStateMachine implements SnapshotableStateMachine {
         return this.deleteKey(cmd.key, 'write', fx);
       }
       case 'txn':
-        return this.txn(cmd.compare, cmd.then, cmd.else, cmd.fence, fx);
+        return this.txn(cmd.compare, cmd.success, cmd.failure, cmd.fence, fx);
       case 'tick':
         return null;
       case 'lease.grant': {
@@ -473,15 +473,15 @@ export class GroupStateMachine implements SnapshotableStateMachine {
 
   private txn(
     compare: readonly Compare[],
-    thenOps: readonly TxnOp[],
-    elseOps: readonly TxnOp[],
+    successOps: readonly TxnOp[],
+    failureOps: readonly TxnOp[],
     fence: Fence | undefined,
     fx: Effects,
   ): { succeeded: boolean; results: unknown[] } {
     this.checkFence(fence);
     const now = this.clock;
     const succeeded = compare.every((c) => evaluateCompare(this.store, c, now));
-    const ops = succeeded ? thenOps : elseOps;
+    const ops = succeeded ? successOps : failureOps;
     const written = new Set<string>();
     for (const op of ops) {
       if (op.op === 'get') continue;

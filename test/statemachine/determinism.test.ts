@@ -64,7 +64,7 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       .record({
         cmpKey: key,
         version: fc.integer({ min: 0, max: 3 }),
-        then: fc.array(
+        success: fc.array(
           fc.oneof(
             put,
             del,
@@ -79,8 +79,8 @@ const command: fc.Arbitrary<Command> = fc.oneof(
           ({
             op: 'txn',
             compare: [{ key: r.cmpKey, target: 'version', op: '=', value: r.version }],
-            then: r.then,
-            else: r.otherwise,
+            success: r.success,
+            failure: r.otherwise,
           }) as Command,
       ),
   },

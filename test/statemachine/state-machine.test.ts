@@ -75,11 +75,11 @@ describe('keys, revisions and transactions', () => {
     const r = c.ok({
       op: 'txn',
       compare: [{ key: 'a', target: 'version', op: '=', value: 1 }],
-      then: [
+      success: [
         { op: 'put', key: 'b', value: 'small' },
         { op: 'get', key: 'a' },
       ],
-      else: [],
+      failure: [],
     }) as { succeeded: boolean; results: unknown[] };
     expect(r.succeeded).toBe(true);
     expect((r.results[1] as Item).value).toBe(1);
@@ -88,11 +88,11 @@ describe('keys, revisions and transactions', () => {
       c.err({
         op: 'txn',
         compare: [],
-        then: [
+        success: [
           { op: 'put', key: 'c', value: 'fine' },
           { op: 'put', key: 'd', value: 'x'.repeat(100) },
         ],
-        else: [],
+        failure: [],
       }),
     ).toBe('TOO_LARGE');
     expect(c.r.sm.get('c')).toBeUndefined();
@@ -100,11 +100,11 @@ describe('keys, revisions and transactions', () => {
       c.err({
         op: 'txn',
         compare: [],
-        then: [
+        success: [
           { op: 'put', key: 'c', value: 1 },
           { op: 'delete', key: 'c' },
         ],
-        else: [],
+        failure: [],
       }),
     ).toBe('INVALID_ARGUMENT');
     expect(c.r.sm.stateHash()).not.toBe('');
@@ -114,8 +114,8 @@ describe('keys, revisions and transactions', () => {
     const elseBranch = c.ok({
       op: 'txn',
       compare: [{ key: 'zz', target: 'exists', op: '=', value: true }],
-      then: [{ op: 'put', key: 'then', value: 1 }],
-      else: [{ op: 'put', key: 'else', value: 1 }],
+      success: [{ op: 'put', key: 'then', value: 1 }],
+      failure: [{ op: 'put', key: 'else', value: 1 }],
     }) as { succeeded: boolean };
     expect(elseBranch.succeeded).toBe(false);
     expect([c.r.sm.get('then'), c.r.sm.get('else')?.value]).toEqual([undefined, 1]);
