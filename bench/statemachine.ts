@@ -6,12 +6,10 @@
  *
  *     node --expose-gc --import tsx bench/statemachine.ts [--quick]
  */
-import { pathToFileURL } from 'node:url';
 import { encodeEnvelope } from '../src/statemachine/codec.js';
 import type { Command } from '../src/statemachine/commands.js';
 import { GroupStateMachine } from '../src/statemachine/state-machine.js';
-
-type Figures = Record<string, number | string>;
+import { type Figures, runIfMain } from './common.js';
 
 function gc(): void {
   (globalThis as { gc?: () => void }).gc?.();
@@ -127,7 +125,4 @@ export async function bench(opts: { quick: boolean }): Promise<Figures> {
   return out;
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const figures = await bench({ quick: process.argv.includes('--quick') });
-  for (const [k, v] of Object.entries(figures)) console.log(`${k}: ${v}`);
-}
+runIfMain(import.meta.url, bench);

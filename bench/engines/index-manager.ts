@@ -11,7 +11,6 @@
  *
  * Without --expose-gc the memory figure is left out. Full: 1M keys; quick: 100k.
  */
-import { pathToFileURL } from 'node:url';
 import {
   type IndexDef,
   IndexManager,
@@ -20,6 +19,7 @@ import {
   type QueryOptions,
 } from '../../src/engines/index-manager.js';
 import type { Item } from '../../src/engines/types.js';
+import { runIfMain, uniform } from '../common.js';
 
 const DEFS: IndexDef[] = [
   { name: 'n', kind: 'range', field: 'n' },
@@ -27,19 +27,6 @@ const DEFS: IndexDef[] = [
 ];
 /** S_VALUES is the cardinality of the low-cardinality string field. */
 const S_VALUES = 16;
-
-/** xorshift32 is a seeded generator, so every run asks the same queries. */
-function xorshift32(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
 
 function gc(): boolean {
   const g = (globalThis as { gc?: () => void }).gc;
@@ -71,7 +58,7 @@ function latency(rounds: number, fn: (i: number) => void): { p50Us: number; p99U
 export async function bench(opts: { quick: boolean }): Promise<Record<string, number | string>> {
   const n = opts.quick ? 100_000 : 1_000_000;
   const rounds = opts.quick ? 2_000 : 10_000;
-  const rand = xorshift32(42);
+  const rand = uniform(42);
 
   // Keys of 16 bytes, and a shuffled 0..n-1 for the numeric field.
   const keys: string[] = new Array(n);
@@ -190,7 +177,4 @@ export async function bench(opts: { quick: boolean }): Promise<Record<string, nu
   };
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const figures = await bench({ quick: process.argv.includes('--quick') });
-  for (const [k, v] of Object.entries(figures)) console.log(`${k.padEnd(24)} ${v}`);
-}
+runIfMain(import.meta.url, bench);

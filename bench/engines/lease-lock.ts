@@ -7,9 +7,9 @@
  *
  *     node --expose-gc --import tsx bench/engines/lease-lock.ts [--quick]
  */
-import { pathToFileURL } from 'node:url';
 import { Counters } from '../../src/engines/counters.js';
 import { LeaseLockEngine } from '../../src/engines/lease-lock.js';
+import { runIfMain } from '../common.js';
 
 function gc(): void {
   const g = (globalThis as { gc?: () => void }).gc;
@@ -201,7 +201,4 @@ export async function bench(opts: { quick: boolean }): Promise<Record<string, nu
   return out;
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const figures = await bench({ quick: process.argv.includes('--quick') });
-  for (const [k, v] of Object.entries(figures)) console.log(`${k.padEnd(40)} ${v}`);
-}
+runIfMain(import.meta.url, bench);

@@ -12,26 +12,13 @@
  * `arrayBuffers`, and its wrapper objects on it), and the store's own overhead beyond them
  * (record objects, B+ tree nodes).
  */
-import { pathToFileURL } from 'node:url';
 import { SegmentStore } from '../../src/engines/segment-store.js';
+import { runIfMain, xorshift32 } from '../common.js';
 
 const KEY_BYTES = 16;
 const VALUE_BYTES = 128;
 /** ARRAY_SLOT_BYTES is what the bench's own key and value arrays cost per key (two 8-byte slots). */
 const ARRAY_SLOT_BYTES = 16;
-
-/** xorshift32 is a seeded generator, so every run does the same work. */
-function xorshift32(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 function gc(): void {
   const g = (globalThis as { gc?: () => void }).gc;
@@ -253,15 +240,4 @@ export async function bench(opts: { quick: boolean }): Promise<Record<string, nu
   return out;
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const quick = process.argv.includes('--quick');
-  bench({ quick }).then(
-    (figures) => {
-      for (const [k, v] of Object.entries(figures)) console.log(`${k.padEnd(36)} ${v}`);
-    },
-    (err: unknown) => {
-      console.error(err);
-      process.exitCode = 1;
-    },
-  );
-}
+runIfMain(import.meta.url, bench);

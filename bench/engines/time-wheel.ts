@@ -9,25 +9,12 @@
  * Without --expose-gc the heap figure is noisier. Deadlines come from a seeded generator, so
  * runs are comparable.
  */
-import { pathToFileURL } from 'node:url';
 import { TimeWheel } from '../../src/engines/time-wheel.js';
+import { runIfMain, uniform } from '../common.js';
 
 const TICK_MS = 10;
 const START_MS = 1_700_000_000_000;
 const HOUR_MS = 3_600_000;
-
-/** xorshift32 is a seeded generator, so every run schedules the same deadlines. */
-function xorshift32(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4_294_967_296;
-  };
-}
 
 function gc(): void {
   (globalThis as { gc?: () => void }).gc?.();
@@ -41,7 +28,7 @@ function makeIds(n: number): string[] {
 
 /** deadlines spreads n deadlines uniformly over [from, from + spanMs), in ms. */
 function deadlines(n: number, from: number, spanMs: number, seed: number): Float64Array {
-  const rnd = xorshift32(seed);
+  const rnd = uniform(seed);
   const out = new Float64Array(n);
   for (let i = 0; i < n; i++) out[i] = from + Math.floor(rnd() * spanMs);
   return out;
@@ -182,7 +169,7 @@ export async function bench(opts: { quick: boolean }): Promise<Record<string, nu
   // Cancel rate, in a shuffled order.
   const order = new Uint32Array(big);
   for (let i = 0; i < big; i++) order[i] = i;
-  const rnd = xorshift32(3);
+  const rnd = uniform(3);
   for (let i = big - 1; i > 0; i--) {
     const j = Math.floor(rnd() * (i + 1));
     const tmp = order[i]!;
@@ -240,15 +227,4 @@ export async function bench(opts: { quick: boolean }): Promise<Record<string, nu
   return out;
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const quick = process.argv.includes('--quick');
-  bench({ quick }).then(
-    (figures) => {
-      for (const [k, v] of Object.entries(figures)) console.log(`${k.padEnd(30)} ${v}`);
-    },
-    (err: unknown) => {
-      console.error(err);
-      process.exitCode = 1;
-    },
-  );
-}
+runIfMain(import.meta.url, bench);

@@ -17,9 +17,9 @@
  * - `fanout`: 1,000 watchers on one prefix, every event matching: deliveries per second.
  * It also reports the heap per watcher of the `many` index (with --expose-gc).
  */
-import { pathToFileURL } from 'node:url';
 import type { ChangeEvent } from '../../src/engines/types.js';
 import { type SnapshotSource, type Subscription, WatchHub } from '../../src/engines/watch.js';
+import { runIfMain, uniform } from '../common.js';
 
 /** DRAIN_EVERY is how many events are published between two drains of the woken watchers. */
 const DRAIN_EVERY = 64;
@@ -29,17 +29,6 @@ const OPTS = { historyMax: 10_000, bufferMax: 1_000 };
 
 function gc(): void {
   (globalThis as { gc?: () => void }).gc?.();
-}
-
-/** rng is a seeded xorshift32, so every scenario sees the same keys. */
-function rng(seed: number): () => number {
-  let x = seed | 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 4294967296;
-  };
 }
 
 function source(hub: WatchHub): SnapshotSource {
@@ -112,7 +101,7 @@ function segment(hub: WatchHub, woken: Subscription[], events: number, nextKey: 
 
 /** mixedKeys: half the keys under `tenant/<0..19999>/` (so about half of those are watched), half elsewhere. */
 function mixedKeys(seed: number): () => string {
-  const r = rng(seed);
+  const r = uniform(seed);
   return () =>
     r() < 0.5
       ? `tenant/${Math.floor(r() * 20_000)}/obj${Math.floor(r() * 100)}`
@@ -168,11 +157,11 @@ export async function bench(opts: { quick: boolean }): Promise<Record<string, nu
   out.fewMatchingFraction = Number((f.deliveries / f.events).toFixed(4));
 
   // The index alone: keys that walk deep into the trie (`tenant/<20000..>/`) but match nothing.
-  const r0 = rng(2);
+  const r0 = uniform(2);
   const noMatch = () => `tenant/${20_000 + Math.floor(r0() * 20_000)}/obj${Math.floor(r0() * 100)}`;
   const mn = run(many.hub, many.woken, events, noMatch);
   out.manyNoMatchNsPerEvent = Math.round(mn.nsPerEvent);
-  const r1 = rng(2);
+  const r1 = uniform(2);
   const noMatchAgain = () => `tenant/${20_000 + Math.floor(r1() * 20_000)}/obj${Math.floor(r1() * 100)}`;
   const fn = run(few.hub, few.woken, events, noMatchAgain);
   out.fewNoMatchNsPerEvent = Math.round(fn.nsPerEvent);
@@ -183,7 +172,7 @@ export async function bench(opts: { quick: boolean }): Promise<Record<string, nu
   for (let i = 0; i < 1_000; i++) {
     const sub: Subscription = fan.subscribe({ prefix: 'hot/' }, source(fan), () => fanWoken.push(sub));
   }
-  const r = rng(3);
+  const r = uniform(3);
   const fanEvents = Math.floor(events / 10);
   const fo = run(fan, fanWoken, fanEvents, () => `hot/${Math.floor(r() * 1000)}`);
   out.fanoutWatchers = 1_000;
@@ -194,7 +183,4 @@ export async function bench(opts: { quick: boolean }): Promise<Record<string, nu
   return out;
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const figures = await bench({ quick: process.argv.includes('--quick') });
-  for (const [k, v] of Object.entries(figures)) console.log(`${k}: ${v}`);
-}
+runIfMain(import.meta.url, bench);

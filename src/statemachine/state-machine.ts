@@ -366,25 +366,15 @@ export class GroupStateMachine implements SnapshotableStateMachine {
         return true;
       }
       case 'counter.add':
+      case 'counter.set': {
         this.checkFence(cmd.fence);
-        return counterValue(
-          this.counters.add(
-            cmd.name,
-            cmd.delta,
-            now,
-            cmd.ttlMs === undefined ? undefined : { ttlMs: cmd.ttlMs },
-          ),
-        );
-      case 'counter.set':
-        this.checkFence(cmd.fence);
-        return counterValue(
-          this.counters.set(
-            cmd.name,
-            cmd.value,
-            now,
-            cmd.ttlMs === undefined ? undefined : { ttlMs: cmd.ttlMs },
-          ),
-        );
+        const opts = cmd.ttlMs === undefined ? undefined : { ttlMs: cmd.ttlMs };
+        const v =
+          cmd.op === 'counter.add'
+            ? this.counters.add(cmd.name, cmd.delta, now, opts)
+            : this.counters.set(cmd.name, cmd.value, now, opts);
+        return counterValue(v);
+      }
       case 'counter.delete':
         this.checkFence(cmd.fence);
         return this.counters.delete(cmd.name, now);
