@@ -17,6 +17,7 @@
  * they are views into the received bytes (msgpackr does not copy binary data): a consumer
  * that keeps one for long while the rest of the frame is garbage should copy it.
  */
+import { RESERVE_START_SPACE } from 'msgpackr';
 import { DkvError, ErrorCode } from '../errors.js';
 import { packr } from '../statemachine/codec.js';
 
@@ -46,12 +47,13 @@ export function checkFrameBytesMax(frameBytesMax: number): void {
  * limit throws a FrameError (TOO_LARGE) instead of producing a frame the peer would refuse.
  */
 export function encodeFrame(value: unknown, frameBytesMax = FRAME_BYTES_LIMIT): Uint8Array {
-  const body = packr.pack(value);
-  if (body.length > frameBytesMax)
-    throw new FrameError(ErrorCode.TooLarge, `frame body of ${body.length} bytes exceeds ${frameBytesMax}`);
-  const frame = new Uint8Array(FRAME_HEADER_BYTES + body.length);
-  writeU32(frame, 0, body.length);
-  frame.set(body, FRAME_HEADER_BYTES);
+  // msgpackr leaves the header's 4 bytes free in front of the body: no copy. The result is a
+  // slice of msgpackr's output buffer that later packs never overwrite.
+  const frame = packr.pack(value, RESERVE_START_SPACE | FRAME_HEADER_BYTES);
+  const bodyBytes = frame.length - FRAME_HEADER_BYTES;
+  if (bodyBytes > frameBytesMax)
+    throw new FrameError(ErrorCode.TooLarge, `frame body of ${bodyBytes} bytes exceeds ${frameBytesMax}`);
+  writeU32(frame, 0, bodyBytes);
   return frame;
 }
 

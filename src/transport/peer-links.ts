@@ -19,8 +19,9 @@
  * peer's queue keeps growing up to `queueBytesMax` (exact encoded sizes), beyond which the
  * OLDEST messages are dropped and counted. Messages for a peer that is not connected are
  * dropped at once, and a link that goes down discards its queue. This is safe because Raft
- * tolerates message loss (every message is retried by heartbeats, probes and elections);
- * what it does not tolerate, reordering or duplication within a connection, cannot happen.
+ * is built for a lossy network: whatever a lost message carried is sent again by the next
+ * heartbeat, probe, append or election. Within one connection, messages arrive in the order
+ * they were sent, exactly once.
  *
  * Failure detection. A peer is up while a handshaken connection to it is open; transitions
  * are reported through `onPeerState`. TCP keepalive is on, each link sends a ping when it has
@@ -93,6 +94,8 @@ export interface PeerTransportOptions<M> {
   readonly connectTimeoutMs?: number;
   /** The TCP keepalive initial delay (default 1000 ms). */
   readonly keepAliveMs?: number;
+  /** Accepted connections still in their handshake at once; more are closed (default 64). */
+  readonly handshakesMax?: number;
   readonly clock?: Clock;
   /** The socket seam (default plain TCP); TLS plugs in here. */
   readonly sockets?: SocketFactory;
@@ -438,6 +441,15 @@ export class PeerTransport<M> {
 
   private accept(socket: Socket): void {
     if (this.closing !== undefined) {
+      socket.destroy();
+      return;
+    }
+    let handshaking = 0;
+    for (const c of this.conns) if (!c.outbound && c.state === 'handshake') handshaking++;
+    if (handshaking >= (this.opts.handshakesMax ?? 64)) {
+      this.log('warn', 'peer connection refused: too many handshakes in progress', {
+        remote: remoteOf(socket),
+      });
       socket.destroy();
       return;
     }

@@ -7,10 +7,13 @@
  * - At most `inFlightMax` requests (unary and streams) per connection; beyond it a request
  *   gets an OVERLOADED answer at once. A cancelled request still counts until its handler
  *   settles, so cancelling cannot be used to run more than inFlightMax handlers.
- * - When the socket needs draining (the client is not reading), the server stops reading
- *   that connection's requests until 'drain'; stream sinks report it (`push` returns false),
- *   so the stream's owner can cut a slow consumer off; and a connection whose unsent output
- *   exceeds `outBytesMax` anyway is closed.
+ * - When the socket needs draining (the client is not reading fast enough), the server
+ *   stops starting requests on that connection (frames already decoded wait, at most one
+ *   chunk's worth) and stops reading it, until 'drain'. Unsent unary answers are therefore
+ *   bounded by about inFlightMax answers, however many requests the client pipelines.
+ * - Stream sinks report that state too (`push` returns false), so a stream's owner can cut a
+ *   slow consumer off; a stream that keeps pushing while the connection's unsent output
+ *   exceeds `outBytesMax` is failed with SLOW_CONSUMER (the connection stays).
  * - At most `connectionsMax` connections; more are closed on accept.
  * - A frame is at most `frameBytesMax`, both ways: an answer too large to send becomes a
  *   TOO_LARGE error instead.
@@ -85,7 +88,7 @@ export interface RpcServerOptions {
   readonly log?: LogFn;
   /** Connections at once (default 4096). */
   readonly connectionsMax?: number;
-  /** Unsent output per connection before it is closed (default max(8 MiB, 4 frames)). */
+  /** Unsent output per connection beyond which stream pushes fail the stream (default 8 MiB). */
   readonly outBytesMax?: number;
   /** TCP keepalive initial delay (default 10 s). */
   readonly keepAliveMs?: number;
@@ -155,6 +158,9 @@ class ServerConnection {
   corked = false;
   /** Whether we paused reading because the socket needs draining. */
   paused = false;
+  /** Decoded requests not started yet because the socket needs draining: backlog[backlogHead..]. */
+  backlog: unknown[] = [];
+  backlogHead = 0;
   closed = false;
 
   constructor(id: number, socket: Socket, frameBytesMax: number) {
@@ -225,7 +231,7 @@ export class RpcServer {
     this.log = opts.log ?? noLog;
     this.sockets = opts.sockets ?? tcpSockets;
     this.connectionsMax = opts.connectionsMax ?? 4096;
-    this.outBytesMax = opts.outBytesMax ?? Math.max(8 << 20, 4 * opts.frameBytesMax);
+    this.outBytesMax = opts.outBytesMax ?? 8 << 20;
   }
 
   /** start binds the listener and resolves with the bound address. */
@@ -289,12 +295,7 @@ export class RpcServer {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, this.opts.keepAliveMs ?? 10_000);
     socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
-    socket.on('drain', () => {
-      if (conn.paused && !conn.closed) {
-        conn.paused = false;
-        socket.resume();
-      }
-    });
+    socket.on('drain', () => this.onDrain(conn));
     socket.on('error', (err) =>
       this.log('debug', 'rpc socket error', { remote: conn.remote, err: describeError(err) }),
     );
@@ -315,8 +316,23 @@ export class RpcServer {
       this.refuse(conn, `bad frame: ${describeError(err)}`);
       return;
     }
-    for (const frame of frames) {
-      if (conn.closed) return;
+    if (conn.backlogHead < conn.backlog.length) {
+      // (Only if a 'data' event slipped in after pause(): keep the order.)
+      for (const f of frames) conn.backlog.push(f);
+      return;
+    }
+    conn.backlog = frames;
+    conn.backlogHead = 0;
+    this.runBacklog(conn);
+  }
+
+  /** runBacklog starts the decoded requests in order, until the socket needs draining. */
+  private runBacklog(conn: ServerConnection): void {
+    const frames = conn.backlog;
+    while (conn.backlogHead < frames.length) {
+      if (conn.closed || conn.paused) return;
+      const frame = frames[conn.backlogHead];
+      frames[conn.backlogHead++] = undefined;
       let req: ReturnType<typeof checkRequest>;
       try {
         req = checkRequest(frame);
@@ -330,6 +346,15 @@ export class RpcServer {
         return;
       } else this.dispatch(conn, req.id, req.op, req.args);
     }
+    conn.backlog = [];
+    conn.backlogHead = 0;
+  }
+
+  private onDrain(conn: ServerConnection): void {
+    if (!conn.paused || conn.closed) return;
+    conn.paused = false;
+    this.runBacklog(conn);
+    if (!conn.paused && !conn.closed) conn.socket.resume();
   }
 
   /** refuse closes a connection that broke the protocol. */
@@ -430,6 +455,19 @@ export class RpcServer {
   /** pushItem sends one stream item; false when the stream is over or the socket needs draining. */
   pushItem(conn: ServerConnection, id: number, value: unknown): boolean {
     if (conn.closed) return false;
+    if (conn.socket.writableLength > this.outBytesMax) {
+      this.log('warn', 'rpc stream cut off: the client is not reading', {
+        remote: conn.remote,
+        id,
+        unsentBytes: conn.socket.writableLength,
+      });
+      this.finishStream(
+        conn,
+        id,
+        new DkvError(ErrorCode.SlowConsumer, 'the client is not reading this connection'),
+      );
+      return false;
+    }
     let frame: Uint8Array;
     try {
       frame = encodeFrame({ id, stream: 'item', value }, this.opts.frameBytesMax);
@@ -490,14 +528,6 @@ export class RpcServer {
     if (!socket.write(frame) && !conn.paused) {
       conn.paused = true;
       socket.pause();
-    }
-    if (socket.writableLength > this.outBytesMax) {
-      this.log('warn', 'rpc connection closed: the client is not reading', {
-        remote: conn.remote,
-        unsentBytes: socket.writableLength,
-      });
-      this.shutConnection(conn, 'client not reading');
-      socket.destroy();
     }
   }
 

@@ -253,6 +253,18 @@ describe('PeerTransport: connections', () => {
     expect(n1!.t.openConnections()).toBe(2);
   });
 
+  it('follows a peer to a new address given by addPeer', async () => {
+    const [n1, n2] = await cluster(2);
+    await n2!.t.close();
+    await until(() => !n1!.up(2), 'peer 2 down');
+    const n2b = await startNode(2);
+    expect(n2b.address.port).not.toBe(n2!.address.port);
+    n2b.t.addPeer(1, n1!.address);
+    n1!.t.addPeer(2, n2b.address);
+    await until(() => n1!.up(2) && n2b.up(1), 'link to the new address');
+    expect(n1!.t.peerStates()[0]!.address).toEqual(n2b.address);
+  });
+
   it('removePeer closes the link, addPeer brings it back', async () => {
     const [n1, n2] = await cluster(2);
     n1!.t.removePeer(2);
@@ -316,6 +328,16 @@ describe('PeerTransport: handshake', () => {
     n1!.t.send(2, { g: 1, p: 'still up' });
     n1!.t.flush();
     await until(() => n2!.received(1).length === 1, 'a message on the real link');
+  });
+
+  it('bounds the handshakes in progress', async () => {
+    const n2 = await startNode(2, { handshakesMax: 2 });
+    await rawConnect(n2.address.port);
+    await rawConnect(n2.address.port);
+    await until(() => n2.t.openConnections() === 2, 'two handshakes pending');
+    const third = await rawConnect(n2.address.port);
+    await third.closed;
+    expect(n2.logs.some((l) => l.msg.includes('too many handshakes'))).toBe(true);
   });
 
   it('closes a connection that never handshakes', async () => {

@@ -428,17 +428,54 @@ describe('RpcServer and RpcClient: streams', () => {
     expect(f.server.connectionCount()).toBe(1);
   });
 
-  it('closes a connection whose unsent output exceeds outBytesMax', async () => {
+  it('fails a stream that ignores backpressure beyond outBytesMax with SLOW_CONSUMER, keeping the connection', async () => {
     const f = await startServer({ outBytesMax: 1 << 20 });
     const raw = await rawSocket(f.port);
     raw.socket.pause();
     raw.socket.write(encodeFrame({ id: 1, op: 'reckless' }));
-    // (The paused raw socket never reads far enough to see the close itself.)
     await until(() => f.probe.cleanups.length === 1, 'cleanup', 10_000);
-    await until(() => f.server.connectionCount() === 0, 'the connection to close');
-    expect(f.logs.some((l) => l.msg.includes('not reading'))).toBe(true);
-    const c = await f.client();
-    expect(await c.call('echo', 'others fine')).toBe('others fine');
+    expect(f.logs.some((l) => l.msg.includes('stream cut off'))).toBe(true);
+    expect(f.server.connectionCount()).toBe(1);
+    // The stream's end went out after the items: reading everything shows SLOW_CONSUMER last.
+    raw.socket.resume();
+    const dec = new FrameDecoder({ frameBytesMax: FRAME_MAX });
+    await until(() => {
+      const frames = dec.push(Buffer.concat(raw.received.splice(0)));
+      return frames.some((fr) => (fr as { ok?: boolean }).ok === false);
+    }, 'the SLOW_CONSUMER frame');
+  });
+
+  it('answers big pipelined bursts to a client that reads, without closing it', async () => {
+    const f = await startServer({ inFlightMax: 5000 });
+    const c = await f.client({ inFlightMax: 5000 });
+    const answers = await Promise.all(Array.from({ length: 3000 }, () => c.call('big', 20_000)));
+    expect(answers.every((a) => (a as Uint8Array).length === 20_000)).toBe(true);
+    expect(f.server.connectionCount()).toBe(1);
+  });
+
+  it('stops starting requests for a client that does not read its answers', async () => {
+    const f = await startServer({ inFlightMax: 100_000 });
+    const raw = await rawSocket(f.port);
+    raw.socket.pause();
+    const frames: Uint8Array[] = [];
+    for (let i = 1; i <= 20_000; i++) frames.push(encodeFrame({ id: i, op: 'big', args: 20_000 }));
+    raw.socket.write(Buffer.concat(frames));
+    await sleep(300);
+    // 400 MB of answers were asked for; the server stopped early and holds a bounded amount.
+    expect(f.server.stats.requests).toBeLessThan(20_000);
+    const conn = [...(f.server as unknown as { conns: Set<{ socket: net.Socket }> }).conns][0]!;
+    expect(conn.socket.writableLength).toBeLessThan(64 << 20);
+    raw.socket.resume();
+    let bytes = 0;
+    raw.socket.on('data', (b: Buffer) => {
+      bytes += b.length;
+    });
+    await until(
+      () => f.server.stats.requests === 20_000,
+      'every request served once the client reads',
+      20_000,
+    );
+    await until(() => bytes >= 20_000 * 20_000, 'every answer read', 20_000);
   });
 
   it('refuses the wrong call shape for an op cleanly', async () => {
