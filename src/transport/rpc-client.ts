@@ -611,8 +611,8 @@ export class RpcStream implements AsyncIterableIterator<unknown> {
   /** close stops the stream (cancelled on the server); iteration ends quietly. */
   close(): void {
     if (this.over) return;
+    this.finish(undefined, true); // first, so that the buffered items are dropped
     this.client.closeStream(this.id);
-    this.finish(undefined, true);
   }
 
   return(): Promise<IteratorResult<unknown>> {

@@ -383,7 +383,9 @@ describe('RpcServer and RpcClient: streams', () => {
     await until(() => f.probe.cleanups.length === 1, 'cleanup after break');
     const s2 = c.stream('forever');
     expect((await s2.next()).value).toBe(0);
+    await until(() => s2.buffered > 3, 'a few items buffered');
     s2.close();
+    expect(s2.buffered).toBe(0);
     expect((await s2.next()).done).toBe(true);
     await until(() => f.probe.cleanups.length === 2, 'cleanup after close');
     expect(c.inFlight).toBe(0);
