@@ -63,6 +63,10 @@ export function isErrorCode(value: unknown): value is ErrorCode {
 export interface DkvErrorDetails {
   /** With NOT_LEADER: the member id of the leader, when known. */
   readonly leaderHint?: number;
+  /** With NOT_LEADER: the leader's client address (host:port), when known. */
+  readonly address?: string;
+  /** With SLOW_CONSUMER and a cut-off watch: the revision to resume from. */
+  readonly lastRevision?: number;
   /** With WRONG_GROUP: the partition map epoch the server holds. */
   readonly epoch?: number;
   /** With COMPACTED: the oldest revision still available. */

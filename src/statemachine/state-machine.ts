@@ -572,6 +572,11 @@ export class GroupStateMachine implements SnapshotableStateMachine {
     return this.hub.subscribe(req, source, onReady);
   }
 
+  /** cancelWatchers cuts off every watcher (this state machine is being replaced). */
+  cancelWatchers(message: string): void {
+    this.hub.cancelAll(ErrorCode.Compacted, message);
+  }
+
   /**
    * nextDeadline is the earliest replicated time at which something pending (a TTL, a lease,
    * a lock wait, a counter window, a pending lock hand-off) needs an entry to be applied; the

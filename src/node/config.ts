@@ -1,0 +1,163 @@
+/**
+ * A node's configuration: who it is, where it listens, who its peers are, the stores it
+ * bootstraps, and its timing. `checkNodeConfig` validates a parsed config file and fills in
+ * the defaults, with an error that names the bad field.
+ */
+import { DkvError, ErrorCode } from '../errors.js';
+
+/** PeerConfig is another member of the cluster. */
+export interface PeerConfig {
+  readonly id: number;
+  readonly host: string;
+  readonly peerPort: number;
+  readonly clientPort: number;
+}
+
+/** StoreBootstrap is a store created when the cluster is first formed. */
+export interface StoreBootstrap {
+  readonly name: string;
+  readonly partitions: number;
+}
+
+export interface NodeConfig {
+  readonly id: number;
+  readonly clusterId: string;
+  readonly dataDir: string;
+  readonly host: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  /** 0: no admin HTTP port. */
+  readonly adminPort: number;
+  /** Every member but this one. */
+  readonly peers: readonly PeerConfig[];
+  /** Stores created when the cluster is formed (ignored once the data directory holds groups). */
+  readonly stores: readonly StoreBootstrap[];
+  /** Raft tick interval (ms); elections take electionTicks..2*electionTicks ticks. */
+  readonly tickMs: number;
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  /** Entries applied since the last snapshot that trigger a new one. */
+  readonly snapshotEntries: number;
+  /** Entries kept behind a snapshot for followers catching up. */
+  readonly snapshotTailEntries: number;
+  /** Requests waiting in the node (proposals and reads) beyond which new ones get OVERLOADED. */
+  readonly pendingMax: number;
+  /** Client requests in flight per connection. */
+  readonly inFlightMax: number;
+  /** Largest frame on any port. */
+  readonly frameBytesMax: number;
+  /** How long a proposal or read may wait inside the node before it answers TIMEOUT. */
+  readonly requestWaitMs: number;
+  /** Move leaderships to each group's preferred replica (spreads leaders over the nodes). */
+  readonly balanceLeaders: boolean;
+}
+
+export const NODE_DEFAULTS = Object.freeze({
+  clusterId: 'dkv',
+  host: '127.0.0.1',
+  adminPort: 0,
+  stores: [{ name: 'default', partitions: 6 }],
+  tickMs: 100,
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  snapshotEntries: 10_000,
+  snapshotTailEntries: 2_000,
+  pendingMax: 20_000,
+  inFlightMax: 1024,
+  frameBytesMax: 16 << 20,
+  requestWaitMs: 15_000,
+  balanceLeaders: true,
+});
+
+function bad(field: string, want: string): DkvError {
+  return new DkvError(ErrorCode.InvalidArgument, `config: ${field} must be ${want}`);
+}
+
+function int(o: Record<string, unknown>, field: string, min: number, max: number, dflt?: number): number {
+  const v = o[field] ?? dflt;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max)
+    throw bad(field, `an integer in [${min}, ${max}]`);
+  return v;
+}
+
+function str(o: Record<string, unknown>, field: string, dflt?: string): string {
+  const v = o[field] ?? dflt;
+  if (typeof v !== 'string' || v.length === 0) throw bad(field, 'a non-empty string');
+  return v;
+}
+
+/** checkNodeConfig validates a parsed config and fills in defaults. */
+export function checkNodeConfig(raw: unknown): NodeConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('the config', 'an object');
+  const o = raw as Record<string, unknown>;
+  const known = [
+    'id',
+    'clusterId',
+    'dataDir',
+    'host',
+    'clientPort',
+    'peerPort',
+    'adminPort',
+    'peers',
+    'stores',
+    'tickMs',
+    'electionTicks',
+    'heartbeatTicks',
+    'snapshotEntries',
+    'snapshotTailEntries',
+    'pendingMax',
+    'inFlightMax',
+    'frameBytesMax',
+    'requestWaitMs',
+    'balanceLeaders',
+  ];
+  for (const k of Object.keys(o)) if (!known.includes(k)) throw bad(k, `one of the known fields (${known.join(', ')})`);
+  const id = int(o, 'id', 1, 0xffff);
+  if (!Array.isArray(o.peers)) throw bad('peers', 'an array of { id, host, peerPort, clientPort }');
+  const peers = o.peers.map((p, i): PeerConfig => {
+    if (typeof p !== 'object' || p === null) throw bad(`peers[${i}]`, 'an object');
+    const q = p as Record<string, unknown>;
+    return {
+      id: int(q, 'id', 1, 0xffff),
+      host: str(q, 'host'),
+      peerPort: int(q, 'peerPort', 1, 65535),
+      clientPort: int(q, 'clientPort', 1, 65535),
+    };
+  });
+  const ids = new Set([id, ...peers.map((p) => p.id)]);
+  if (ids.size !== peers.length + 1) throw bad('peers', 'distinct ids, none equal to this node id');
+  const storesRaw = o.stores ?? NODE_DEFAULTS.stores;
+  if (!Array.isArray(storesRaw)) throw bad('stores', 'an array of { name, partitions }');
+  const stores = storesRaw.map((s, i): StoreBootstrap => {
+    if (typeof s !== 'object' || s === null) throw bad(`stores[${i}]`, 'an object');
+    const q = s as Record<string, unknown>;
+    const name = str(q, 'name');
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw bad(`stores[${i}].name`, 'letters, digits, _ . - (1 to 64)');
+    return { name, partitions: int(q, 'partitions', 1, 256) };
+  });
+  const balance = o.balanceLeaders ?? NODE_DEFAULTS.balanceLeaders;
+  if (typeof balance !== 'boolean') throw bad('balanceLeaders', 'true or false');
+  const cfg: NodeConfig = {
+    id,
+    clusterId: str(o, 'clusterId', NODE_DEFAULTS.clusterId),
+    dataDir: str(o, 'dataDir'),
+    host: str(o, 'host', NODE_DEFAULTS.host),
+    clientPort: int(o, 'clientPort', 0, 65535),
+    peerPort: int(o, 'peerPort', 0, 65535),
+    adminPort: int(o, 'adminPort', 0, 65535, NODE_DEFAULTS.adminPort),
+    peers,
+    stores,
+    tickMs: int(o, 'tickMs', 1, 10_000, NODE_DEFAULTS.tickMs),
+    electionTicks: int(o, 'electionTicks', 2, 1000, NODE_DEFAULTS.electionTicks),
+    heartbeatTicks: int(o, 'heartbeatTicks', 1, 1000, NODE_DEFAULTS.heartbeatTicks),
+    snapshotEntries: int(o, 'snapshotEntries', 10, 100_000_000, NODE_DEFAULTS.snapshotEntries),
+    snapshotTailEntries: int(o, 'snapshotTailEntries', 0, 100_000_000, NODE_DEFAULTS.snapshotTailEntries),
+    pendingMax: int(o, 'pendingMax', 1, 10_000_000, NODE_DEFAULTS.pendingMax),
+    inFlightMax: int(o, 'inFlightMax', 1, 1_000_000, NODE_DEFAULTS.inFlightMax),
+    frameBytesMax: int(o, 'frameBytesMax', 1024, 1 << 30, NODE_DEFAULTS.frameBytesMax),
+    requestWaitMs: int(o, 'requestWaitMs', 1, 3_600_000, NODE_DEFAULTS.requestWaitMs),
+    balanceLeaders: balance,
+  };
+  if (cfg.heartbeatTicks >= cfg.electionTicks) throw bad('heartbeatTicks', 'less than electionTicks');
+  return cfg;
+}
