@@ -105,11 +105,13 @@ export function checkResponse(frame: unknown): ResponseFrame {
   throw malformed('neither a response nor a stream message');
 }
 
-const DETAIL_KEYS = ['leaderHint', 'epoch', 'compactRevision', 'group', 'index'] as const;
+const DETAIL_KEYS = ['leaderHint', 'epoch', 'compactRevision', 'group', 'index', 'lastRevision'] as const;
+/** ADDRESS_LENGTH_MAX bounds the one string detail, a leader's host:port. */
+const ADDRESS_LENGTH_MAX = 300;
 
-/** errorToWire turns a DkvError into its wire form (only the known numeric details). */
+/** errorToWire turns a DkvError into its wire form (only the known details). */
 export function errorToWire(err: DkvError): WireError {
-  const details: Record<string, number> = {};
+  const details: Record<string, number | string> = {};
   let any = false;
   for (const k of DETAIL_KEYS) {
     const v = err.details[k];
@@ -117,6 +119,11 @@ export function errorToWire(err: DkvError): WireError {
       details[k] = v;
       any = true;
     }
+  }
+  const address = err.details.address;
+  if (typeof address === 'string' && address.length <= ADDRESS_LENGTH_MAX) {
+    details.address = address;
+    any = true;
   }
   const message = err.message.slice(0, ERROR_MESSAGE_LENGTH_MAX);
   return any ? { code: err.code, message, details } : { code: err.code, message };
@@ -134,7 +141,7 @@ export function errorFromWire(e: unknown): DkvError {
     throw malformed('bad error code');
   if (typeof e.message !== 'string') throw malformed('bad error message');
   const message = e.message.slice(0, ERROR_MESSAGE_LENGTH_MAX);
-  const details: Record<string, number> = {};
+  const details: Record<string, number | string> = {};
   if (e.details !== undefined) {
     if (!isPlainObject(e.details)) throw malformed('error details must be a map');
     for (const k of DETAIL_KEYS) {
@@ -143,6 +150,12 @@ export function errorFromWire(e: unknown): DkvError {
       if (typeof v !== 'number' || !Number.isSafeInteger(v))
         throw malformed(`error detail ${k} must be an integer`);
       details[k] = v;
+    }
+    const address = e.details.address;
+    if (address !== undefined) {
+      if (typeof address !== 'string' || address.length > ADDRESS_LENGTH_MAX)
+        throw malformed('error detail address must be a short string');
+      details.address = address;
     }
   }
   if (!isErrorCode(e.code)) return new DkvError(ErrorCode.Unavailable, `${e.code}: ${message}`, details);
