@@ -111,7 +111,8 @@ export function checkNodeConfig(raw: unknown): NodeConfig {
     'requestWaitMs',
     'balanceLeaders',
   ];
-  for (const k of Object.keys(o)) if (!known.includes(k)) throw bad(k, `one of the known fields (${known.join(', ')})`);
+  for (const k of Object.keys(o))
+    if (!known.includes(k)) throw bad(k, `one of the known fields (${known.join(', ')})`);
   const id = int(o, 'id', 1, 0xffff);
   if (!Array.isArray(o.peers)) throw bad('peers', 'an array of { id, host, peerPort, clientPort }');
   const peers = o.peers.map((p, i): PeerConfig => {
@@ -132,7 +133,8 @@ export function checkNodeConfig(raw: unknown): NodeConfig {
     if (typeof s !== 'object' || s === null) throw bad(`stores[${i}]`, 'an object');
     const q = s as Record<string, unknown>;
     const name = str(q, 'name');
-    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw bad(`stores[${i}].name`, 'letters, digits, _ . - (1 to 64)');
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name))
+      throw bad(`stores[${i}].name`, 'letters, digits, _ . - (1 to 64)');
     return { name, partitions: int(q, 'partitions', 1, 256) };
   });
   const balance = o.balanceLeaders ?? NODE_DEFAULTS.balanceLeaders;

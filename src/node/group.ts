@@ -150,14 +150,18 @@ export class GroupReplica {
     const sm = new GroupStateMachine(this.smConfig);
     if (snap.data.length > 0) sm.restore(at, [snap.data]);
     else sm.skip(at);
-    this.sm.cancelWatchers('the replica was replaced by a snapshot from the leader; resume from your last revision');
+    this.sm.cancelWatchers(
+      'the replica was replaced by a snapshot from the leader; resume from your last revision',
+    );
     this.sm = sm;
     this.confState = snap.metadata.confState;
     // Entries up to `at` were applied inside the snapshot: their answers are unknown here.
     for (const [index, p] of this.proposals) {
       if (index <= at) {
         this.proposals.delete(index);
-        p.reject(new DkvError(ErrorCode.Timeout, 'the outcome is unknown: the replica was replaced by a snapshot'));
+        p.reject(
+          new DkvError(ErrorCode.Timeout, 'the outcome is unknown: the replica was replaced by a snapshot'),
+        );
       }
     }
   }
@@ -170,7 +174,11 @@ export class GroupReplica {
       if (p) this.proposals.delete(e.index);
       if (p && p.term !== e.term) {
         // Another leader's entry took that index: the proposal was dropped, certainly not applied.
-        p.reject(new DkvError(ErrorCode.NotLeader, 'leadership changed before the request was committed; retry', { group: this.id }));
+        p.reject(
+          new DkvError(ErrorCode.NotLeader, 'leadership changed before the request was committed; retry', {
+            group: this.id,
+          }),
+        );
       }
       const mine = p && p.term === e.term ? p : undefined;
       if (e.type === EntryType.ConfChange) {
@@ -245,7 +253,9 @@ export class GroupReplica {
 
   /** lostLeadership fails the reads whose batches this replica can no longer confirm. */
   lostLeadership(): void {
-    const err = new DkvError(ErrorCode.NotLeader, 'leadership changed during the read; retry', { group: this.id });
+    const err = new DkvError(ErrorCode.NotLeader, 'leadership changed during the read; retry', {
+      group: this.id,
+    });
     for (const ws of this.readBatches.values()) for (const w of ws) w.reject(err);
     this.readBatches.clear();
   }
@@ -253,7 +263,9 @@ export class GroupReplica {
   /** expire answers TIMEOUT to every waiter past its deadline. */
   expire(now: number): void {
     const timeout = (what: string): DkvError =>
-      new DkvError(ErrorCode.Timeout, `${what} did not finish in time; the outcome is unknown`, { group: this.id });
+      new DkvError(ErrorCode.Timeout, `${what} did not finish in time; the outcome is unknown`, {
+        group: this.id,
+      });
     for (const [i, p] of this.proposals) {
       if (p.deadline <= now) {
         this.proposals.delete(i);
@@ -269,7 +281,11 @@ export class GroupReplica {
     const keep = (ws: ReadWaiter[]): ReadWaiter[] =>
       ws.filter((w) => {
         if (w.deadline > now) return true;
-        w.reject(new DkvError(ErrorCode.Unavailable, 'the read could not be confirmed by a quorum in time', { group: this.id }));
+        w.reject(
+          new DkvError(ErrorCode.Unavailable, 'the read could not be confirmed by a quorum in time', {
+            group: this.id,
+          }),
+        );
         return false;
       });
     this.readQueue = keep(this.readQueue);

@@ -23,15 +23,15 @@
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import { type ConfState, EMPTY_CONF_STATE, type Ready } from '../raft/index.js';
 import { SeededRandom } from '../random.js';
-import { type Command, validateCommand } from '../statemachine/commands.js';
 import { encodeEnvelope } from '../statemachine/codec.js';
+import { type Command, validateCommand } from '../statemachine/commands.js';
 import { NodeStorage, type PersistItem } from '../storage/node-storage.js';
 import {
   type Address,
   type LogFn,
   PeerTransport,
-  RpcServer,
   type RpcContext,
+  RpcServer,
   type StreamSink,
 } from '../transport/index.js';
 import {
@@ -40,6 +40,7 @@ import {
   type CmdArgs,
   type Consistency,
   type Hello,
+  type KeepAliveArgs,
   type PartitionMap,
   type ReadArgs,
   type ReadRequest,
@@ -66,6 +67,17 @@ interface StoreLayout {
   /** slotGroup[slot] is the group id that owns it. */
   readonly slotGroup: Int32Array;
 }
+
+/** KeepAliveStream is one open `keepalive` stream. */
+interface KeepAliveStream {
+  readonly sink: StreamSink;
+  readonly intervalMs: number;
+  nextAt: number;
+  inFlight: boolean;
+}
+
+/** KEEPALIVE_INTERVAL_MIN_MS bounds how often one stream may renew its lease. */
+const KEEPALIVE_INTERVAL_MIN_MS = 100;
 
 export interface DkvNodeOptions {
   readonly log?: LogFn;
@@ -129,6 +141,8 @@ export class DkvNode {
   private again = false;
   private stopped = false;
   private readSeq = 0;
+  /** Keep-alive streams, by group, then lease. */
+  private readonly keepAlives = new Map<number, Map<number, KeepAliveStream>>();
 
   private constructor(cfg: NodeConfig, storage: NodeStorage, log: LogFn) {
     this.id = cfg.id;
@@ -357,7 +371,83 @@ export class DkvNode {
         if (due !== undefined && due <= now) this.proposeTick(g, now);
       }
     }
+    this.renewLeases(now);
     this.schedule();
+  }
+
+  /**
+   * renewLeases proposes, per group this node leads, one keep-alive entry for every lease
+   * whose stream is due, and reports each renewal on its stream.
+   */
+  private renewLeases(now: number): void {
+    for (const [gid, streams] of this.keepAlives) {
+      const g = this.groups.get(gid);
+      if (!g) continue;
+      if (!g.isLeader) {
+        for (const k of streams.values()) k.sink.fail(this.notLeader(g));
+        this.keepAlives.delete(gid);
+        continue;
+      }
+      const due = [...streams].filter(([, k]) => !k.inFlight && k.nextAt <= now);
+      if (due.length === 0) continue;
+      for (const [, k] of due) k.inFlight = true;
+      this.proposeTo(g, { op: 'lease.keepAlive', ids: due.map(([id]) => id) }, undefined).then(
+        (results) => {
+          for (const r of results as { id: number; ok: boolean; ttlMs?: number; deadline?: number }[]) {
+            const k = streams.get(r.id);
+            if (!k) continue;
+            k.inFlight = false;
+            k.nextAt = Date.now() + k.intervalMs;
+            if (!r.ok) {
+              streams.delete(r.id);
+              k.sink.fail(
+                new DkvError(ErrorCode.LeaseNotFound, `lease ${r.id} is gone (expired or revoked)`),
+              );
+            } else if (!k.sink.push({ lease: r.id, ttlMs: r.ttlMs, deadline: r.deadline })) {
+              streams.delete(r.id);
+            }
+          }
+        },
+        (err: unknown) => {
+          for (const [id, k] of due) {
+            k.inFlight = false;
+            if (isDkvError(err) && err.code === ErrorCode.NotLeader) {
+              streams.delete(id);
+              k.sink.fail(err);
+            }
+          }
+        },
+      );
+    }
+  }
+
+  private openKeepAlive(a: KeepAliveArgs, sink: StreamSink): () => void {
+    const g = this.route(a);
+    if (!Number.isSafeInteger(a.lease) || a.lease < 1)
+      throw new DkvError(ErrorCode.InvalidArgument, 'lease must be a lease id');
+    if (!g.isLeader) throw this.notLeader(g);
+    const ttl = g.sm.leaseTimeToLive(a.lease, Date.now());
+    const every = a.intervalMs ?? Math.floor(ttl.ttlMs / 3);
+    if (!Number.isSafeInteger(every) || every < KEEPALIVE_INTERVAL_MIN_MS || every >= ttl.ttlMs) {
+      throw new DkvError(
+        ErrorCode.InvalidArgument,
+        `intervalMs must be an integer in [${KEEPALIVE_INTERVAL_MIN_MS}, ${ttl.ttlMs}) for a lease of ${ttl.ttlMs} ms`,
+      );
+    }
+    let streams = this.keepAlives.get(g.id);
+    if (!streams) {
+      streams = new Map();
+      this.keepAlives.set(g.id, streams);
+    }
+    streams
+      .get(a.lease)
+      ?.sink.fail(new DkvError(ErrorCode.Cancelled, 'another keep-alive stream took over this lease'));
+    const entry: KeepAliveStream = { sink, intervalMs: every, nextAt: 0, inFlight: false };
+    streams.set(a.lease, entry);
+    const mine = streams;
+    return () => {
+      if (mine.get(a.lease) === entry) mine.delete(a.lease);
+    };
   }
 
   private proposeTick(g: GroupReplica, now: number): void {
@@ -454,7 +544,10 @@ export class DkvNode {
 
   private checkCapacity(): void {
     if (this.pendingTotal() >= this.cfg.pendingMax) {
-      throw new DkvError(ErrorCode.Overloaded, `node ${this.id} has ${this.cfg.pendingMax} requests waiting; back off and retry`);
+      throw new DkvError(
+        ErrorCode.Overloaded,
+        `node ${this.id} has ${this.cfg.pendingMax} requests waiting; back off and retry`,
+      );
     }
   }
 
@@ -463,7 +556,9 @@ export class DkvNode {
     const address = leader === this.id ? hostPort(this.clientAddress()) : this.clientAddrOf.get(leader);
     return new DkvError(
       ErrorCode.NotLeader,
-      leader ? `node ${this.id} is not the leader of group ${g.id}; node ${leader} is` : `group ${g.id} has no leader right now`,
+      leader
+        ? `node ${this.id} is not the leader of group ${g.id}; node ${leader} is`
+        : `group ${g.id} has no leader right now`,
       { group: g.id, leaderHint: leader, ...(address !== undefined && { address }) },
     );
   }
@@ -487,7 +582,11 @@ export class DkvNode {
       throw new DkvError(ErrorCode.InvalidArgument, 'a request names a key (string) or a group of its store');
     }
     const g = this.groups.get(id);
-    if (!g) throw new DkvError(ErrorCode.WrongGroup, `node ${this.id} holds no replica of group ${id}`, { group: id, epoch: s.epoch });
+    if (!g)
+      throw new DkvError(ErrorCode.WrongGroup, `node ${this.id} holds no replica of group ${id}`, {
+        group: id,
+        epoch: s.epoch,
+      });
     return g;
   }
 
@@ -498,7 +597,11 @@ export class DkvNode {
       case 'delete':
         return [cmd.key];
       case 'txn':
-        return [...cmd.compare.map((c) => c.key), ...cmd.success.map((o) => o.key), ...cmd.failure.map((o) => o.key)];
+        return [
+          ...cmd.compare.map((c) => c.key),
+          ...cmd.success.map((o) => o.key),
+          ...cmd.failure.map((o) => o.key),
+        ];
       case 'lock.acquire':
       case 'lock.release':
       case 'counter.add':
@@ -522,7 +625,9 @@ export class DkvNode {
     if (!r.ok) {
       if (r.code === 'NOT_LEADER' || r.code === 'TRANSFERRING') return Promise.reject(this.notLeader(g));
       if (r.code === 'OVERLOADED')
-        return Promise.reject(new DkvError(ErrorCode.Overloaded, `group ${g.id}: too much is waiting to commit`));
+        return Promise.reject(
+          new DkvError(ErrorCode.Overloaded, `group ${g.id}: too much is waiting to commit`),
+        );
       return Promise.reject(new DkvError(ErrorCode.TooLarge, `group ${g.id} refused the entry: ${r.code}`));
     }
     const waiterKey =
@@ -541,7 +646,10 @@ export class DkvNode {
     const s = this.store(args.store);
     for (const k of this.keysOf(cmd)) {
       if (s.slotGroup[slotOf(k)] !== g.id) {
-        throw new DkvError(ErrorCode.CrossGroup, `key ${JSON.stringify(k)} belongs to another group than group ${g.id}; use a {hash tag} to keep keys together`);
+        throw new DkvError(
+          ErrorCode.CrossGroup,
+          `key ${JSON.stringify(k)} belongs to another group than group ${g.id}; use a {hash tag} to keep keys together`,
+        );
       }
     }
     return this.proposeTo(g, cmd, args.session);
@@ -554,7 +662,8 @@ export class DkvNode {
     const run = (): unknown => this.runRead(g, r);
     const consistency: Consistency = args.consistency ?? 'linearizable';
     if (consistency === 'serializable') return run();
-    if (consistency !== 'linearizable') throw new DkvError(ErrorCode.InvalidArgument, 'consistency is linearizable or serializable');
+    if (consistency !== 'linearizable')
+      throw new DkvError(ErrorCode.InvalidArgument, 'consistency is linearizable or serializable');
     if (!g.isLeader) throw this.notLeader(g);
     run(); // validate the request now, so a bad one fails at once
     return new Promise((resolve, reject) => {
@@ -565,7 +674,8 @@ export class DkvNode {
   }
 
   private runRead(g: GroupReplica, r: ReadRequest): unknown {
-    if (typeof r !== 'object' || r === null) throw new DkvError(ErrorCode.InvalidArgument, 'read must be an object');
+    if (typeof r !== 'object' || r === null)
+      throw new DkvError(ErrorCode.InvalidArgument, 'read must be an object');
     const now = Date.now();
     const sm = g.sm;
     const str = (v: unknown, what: string): string => {
@@ -606,7 +716,10 @@ export class DkvNode {
       case 'lock.describe':
         return sm.lockDescribe(str(r.name, 'name'), now);
       default:
-        throw new DkvError(ErrorCode.InvalidArgument, `unknown read op ${JSON.stringify((r as { op?: unknown }).op)}`);
+        throw new DkvError(
+          ErrorCode.InvalidArgument,
+          `unknown read op ${JSON.stringify((r as { op?: unknown }).op)}`,
+        );
     }
   }
 
@@ -630,11 +743,17 @@ export class DkvNode {
   }
 
   private stream(op: string, args: unknown, _ctx: RpcContext, sink: StreamSink): (() => void) | undefined {
+    if (op === 'keepalive') {
+      const a = (typeof args === 'object' && args !== null ? args : {}) as KeepAliveArgs;
+      const cleanup = this.openKeepAlive(a, sink);
+      this.renewLeases(Date.now());
+      this.schedule();
+      return cleanup;
+    }
     if (op !== 'watch') throw new DkvError(ErrorCode.InvalidArgument, `unknown stream op ${op}`);
     const a = (typeof args === 'object' && args !== null ? args : {}) as WatchArgs;
     const g = this.route(a);
-    let sm = g.sm;
-    const sub = sm.watch(
+    const sub = g.sm.watch(
       {
         ...(a.key !== undefined && { key: a.key }),
         ...(a.prefix !== undefined && { prefix: a.prefix }),
@@ -644,16 +763,20 @@ export class DkvNode {
       () => drain(),
     );
     const drain = (): void => {
-      if (g.sm !== sm) {
-        sm = g.sm;
-      }
       for (const m of sub.take()) {
         if (m.kind === 'cancelled') {
-          sink.fail(new DkvError(m.code as ErrorCode, m.message, { lastRevision: m.lastRevision, group: g.id }));
+          sink.fail(
+            new DkvError(m.code as ErrorCode, m.message, { lastRevision: m.lastRevision, group: g.id }),
+          );
           return;
         }
         if (!sink.push({ group: g.id, ...m })) {
-          sink.fail(new DkvError(ErrorCode.SlowConsumer, 'the watcher fell behind', { lastRevision: sub.lastRevision, group: g.id }));
+          sink.fail(
+            new DkvError(ErrorCode.SlowConsumer, 'the watcher fell behind', {
+              lastRevision: sub.lastRevision,
+              group: g.id,
+            }),
+          );
           sub.close();
           return;
         }
@@ -705,7 +828,14 @@ export class DkvNode {
     return { members, groups };
   }
 
-  health(): { ok: boolean; nodeId: number; groups: number; leaderOf: number; peersUp: number; peersTotal: number } {
+  health(): {
+    ok: boolean;
+    nodeId: number;
+    groups: number;
+    leaderOf: number;
+    peersUp: number;
+    peersTotal: number;
+  } {
     let leaderOf = 0;
     let leaderless = 0;
     for (const g of this.groups.values()) {
@@ -732,13 +862,48 @@ export class DkvNode {
     };
     const gs = [...this.groups.values()];
     const lbl = (g: GroupReplica): string => `{group="${g.id}"}`;
-    metric('dkv_group_is_leader', 'Whether this node leads the group.', 'gauge', gs.map((g) => [lbl(g), g.isLeader ? 1 : 0]));
-    metric('dkv_group_term', 'Raft term.', 'gauge', gs.map((g) => [lbl(g), g.raw.status().term]));
-    metric('dkv_group_commit_index', 'Raft commit index.', 'gauge', gs.map((g) => [lbl(g), g.raw.status().commit]));
-    metric('dkv_group_applied_index', 'Last applied index.', 'gauge', gs.map((g) => [lbl(g), g.sm.appliedIndex]));
-    metric('dkv_group_revision', 'Key revision.', 'gauge', gs.map((g) => [lbl(g), g.sm.revision]));
-    metric('dkv_group_pending_requests', 'Requests waiting.', 'gauge', gs.map((g) => [lbl(g), g.pendingCount]));
-    metric('dkv_peer_up', 'Whether the peer link is up.', 'gauge', [...this.peerUp].map(([p, up]) => [`{peer="${p}"}`, up ? 1 : 0]));
+    metric(
+      'dkv_group_is_leader',
+      'Whether this node leads the group.',
+      'gauge',
+      gs.map((g) => [lbl(g), g.isLeader ? 1 : 0]),
+    );
+    metric(
+      'dkv_group_term',
+      'Raft term.',
+      'gauge',
+      gs.map((g) => [lbl(g), g.raw.status().term]),
+    );
+    metric(
+      'dkv_group_commit_index',
+      'Raft commit index.',
+      'gauge',
+      gs.map((g) => [lbl(g), g.raw.status().commit]),
+    );
+    metric(
+      'dkv_group_applied_index',
+      'Last applied index.',
+      'gauge',
+      gs.map((g) => [lbl(g), g.sm.appliedIndex]),
+    );
+    metric(
+      'dkv_group_revision',
+      'Key revision.',
+      'gauge',
+      gs.map((g) => [lbl(g), g.sm.revision]),
+    );
+    metric(
+      'dkv_group_pending_requests',
+      'Requests waiting.',
+      'gauge',
+      gs.map((g) => [lbl(g), g.pendingCount]),
+    );
+    metric(
+      'dkv_peer_up',
+      'Whether the peer link is up.',
+      'gauge',
+      [...this.peerUp].map(([p, up]) => [`{peer="${p}"}`, up ? 1 : 0]),
+    );
     return `${lines.join('\n')}\n`;
   }
 
@@ -790,4 +955,3 @@ export class DkvNode {
 export function isRedirect(err: unknown): boolean {
   return isDkvError(err) && (err.code === ErrorCode.NotLeader || err.code === ErrorCode.WrongGroup);
 }
-

@@ -20,7 +20,8 @@ function bad(what: string): DkvError {
 }
 
 function nat(v: unknown, what: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(`${what} must be a non-negative integer`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    throw bad(`${what} must be a non-negative integer`);
   return v;
 }
 
@@ -51,7 +52,12 @@ function entry(v: unknown): Entry {
   if (typeof v !== 'object' || v === null) throw bad('an entry must be an object');
   const o = v as Record<string, unknown>;
   if (o.type !== 0 && o.type !== 1) throw bad('entry type must be 0 or 1');
-  return { index: nat(o.index, 'entry index'), term: nat(o.term, 'entry term'), type: o.type, data: bytes(o.data, 'entry data') };
+  return {
+    index: nat(o.index, 'entry index'),
+    term: nat(o.term, 'entry term'),
+    type: o.type,
+    data: bytes(o.data, 'entry data'),
+  };
 }
 
 function chunk(v: unknown): SnapshotChunk | null {
@@ -61,7 +67,11 @@ function chunk(v: unknown): SnapshotChunk | null {
   const md = o.metadata as Record<string, unknown> | null;
   if (typeof md !== 'object' || md === null) throw bad('snapshot metadata must be an object');
   const c: SnapshotChunk = {
-    metadata: { index: nat(md.index, 'snapshot index'), term: nat(md.term, 'snapshot term'), confState: confState(md.confState) },
+    metadata: {
+      index: nat(md.index, 'snapshot index'),
+      term: nat(md.term, 'snapshot term'),
+      confState: confState(md.confState),
+    },
     offset: nat(o.offset, 'snapshot offset'),
     totalBytes: nat(o.totalBytes, 'snapshot totalBytes'),
     data: bytes(o.data, 'snapshot data'),

@@ -23,6 +23,13 @@ export const CLIENT_OPS = {
   read: 'unary',
   /** WatchArgs -> a stream of WatchMessage */
   watch: 'stream',
+  /**
+   * KeepAliveArgs -> a stream of KeepAliveItem: while it is open, the node keeps the lease
+   * alive (one batched, replicated keep-alive entry per group per interval for all such
+   * streams); it fails with NOT_LEADER when the node stops leading the group, and with
+   * LEASE_NOT_FOUND when the lease is gone. Closing it stops the keep-alives.
+   */
+  keepalive: 'stream',
 } as const;
 
 export type ClientOp = keyof typeof CLIENT_OPS;
@@ -132,4 +139,20 @@ export interface WatchArgs {
   readonly prefix?: string;
   readonly fromRevision?: number;
   readonly snapshot?: boolean;
+}
+
+/** KeepAliveArgs keep one lease of one group alive while the stream is open. */
+export interface KeepAliveArgs {
+  readonly store: string;
+  readonly group: number;
+  readonly lease: number;
+  /** How often to renew (ms); default a third of the lease's TTL. */
+  readonly intervalMs?: number;
+}
+
+/** KeepAliveItem reports one renewal: the lease's TTL and its new replicated deadline. */
+export interface KeepAliveItem {
+  readonly lease: number;
+  readonly ttlMs: number;
+  readonly deadline: number;
 }

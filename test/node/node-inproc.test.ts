@@ -277,6 +277,42 @@ describe('a three-node cluster in one process', () => {
     expect(fenced.code).toBe('STALE_FENCE');
   });
 
+  it('a keep-alive stream keeps a lease (and its key) alive while open, and only then', async () => {
+    const c = await startCluster();
+    const group = groupOf('owned');
+    const grant = (await send(c, 'owned', 'cmd', {
+      store: 'default',
+      group,
+      cmd: { op: 'lease.grant', ttlMs: 1500 },
+    })) as {
+      id: number;
+    };
+    await send(c, 'owned', 'cmd', put('owned', 1, { lease: grant.id }));
+    const at = leaderOf(c, 'owned');
+    const stream = c.clients[at]!.stream('keepalive', {
+      store: 'default',
+      group,
+      lease: grant.id,
+      intervalMs: 300,
+    });
+    const renewals: unknown[] = [];
+    const reading = (async () => {
+      for await (const item of stream) renewals.push(item);
+    })().catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 3000)); // twice the TTL
+    expect(renewals.length).toBeGreaterThan(4);
+    expect(renewals[0]).toMatchObject({ lease: grant.id, ttlMs: 1500 });
+    expect(((await send(c, 'owned', 'read', get('owned'))) as { value: number }).value).toBe(1);
+    stream.close();
+    await reading;
+    await new Promise((r) => setTimeout(r, 2200));
+    expect(await send(c, 'owned', 'read', get('owned'))).toBeNull();
+    const gone = await rejection(
+      send(c, 'owned', 'read', { store: 'default', group, read: { op: 'lease.ttl', id: grant.id } }),
+    );
+    expect(gone.code).toBe('LEASE_NOT_FOUND');
+  });
+
   it('answers OVERLOADED beyond its bounded queue instead of growing', async () => {
     const c = await startCluster({ pendingMax: 5 });
     await send(c, 'o', 'cmd', put('o', 0)); // settle on the leader

@@ -1,0 +1,184 @@
+/**
+ * runNode: a DKV node as a process (`dkv node --config FILE`, what `dkv dev` and the test
+ * harness spawn). It reads and checks the config, logs JSON lines with pino to
+ * `<dataDir>/node.log`, starts the DkvNode, serves `GET /health` and `GET /metrics` on the
+ * admin port (when it is not 0), and prints one line once it serves:
+ *
+ *     DKV node <id> serving client=<host:port> peer=<host:port>
+ *
+ * Shutdown: the first SIGINT or SIGTERM stops the node gracefully (leaderships handed away
+ * first), closes the admin server, flushes the log and exits 0; a second signal exits at once
+ * (code 1). An uncaught exception or unhandled rejection is logged (to the log file and to
+ * stderr) and exits 1. With DKV_EXIT_WITH_PARENT=1 the node also stops gracefully when its
+ * stdin closes: `dkv dev` keeps a pipe open to each node, so nodes do not outlive a parent
+ * that was killed.
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import pino from 'pino';
+import { DkvError, ErrorCode, isDkvError } from '../errors.js';
+import { checkNodeConfig, type NodeConfig } from './config.js';
+import { DkvNode } from './node.js';
+
+/** LOG_FILE_NAME is the node's log file inside its data directory. */
+export const LOG_FILE_NAME = 'node.log';
+
+/** readNodeConfig reads and checks a node config file; errors name the file. */
+export function readNodeConfig(configPath: string): NodeConfig {
+  let text: string;
+  try {
+    text = readFileSync(configPath, 'utf8');
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String(err);
+    throw new DkvError(ErrorCode.InvalidArgument, `cannot read the config file ${configPath}: ${why}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new DkvError(
+      ErrorCode.InvalidArgument,
+      `the config file ${configPath} is not valid JSON: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  try {
+    return checkNodeConfig(raw);
+  } catch (err) {
+    if (isDkvError(err)) throw new DkvError(err.code, `${configPath}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** serveAdmin starts the admin HTTP server (health and metrics) and resolves once it listens. */
+export function serveAdmin(node: DkvNode, host: string, port: number): Promise<Server> {
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { 'content-type': 'text/plain', allow: 'GET, HEAD' }).end('method not allowed\n');
+      return;
+    }
+    try {
+      if (path === '/health') {
+        const h = node.health();
+        res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify(h)}\n`);
+      } else if (path === '/metrics') {
+        res
+          .writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
+          .end(node.metrics());
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /health or /metrics\n');
+      }
+    } catch (err) {
+      res.writeHead(500, { 'content-type': 'text/plain' }).end(`internal error: ${String(err)}\n`);
+    }
+  });
+  server.keepAliveTimeout = 5000;
+  return new Promise((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new DkvError(ErrorCode.InUse, `admin port ${port} on ${host} is already in use`)
+          : err,
+      ),
+    );
+    server.listen(port, host, () => resolve(server));
+  });
+}
+
+function closeServer(server: Server | undefined): Promise<void> {
+  if (server === undefined) return Promise.resolve();
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+/**
+ * runNode runs a node until a signal stops it; it never resolves (the process exits). It
+ * rejects only when the node cannot start (a bad config, a port in use, corrupted data), with
+ * the log flushed.
+ */
+export async function runNode(configPath: string): Promise<never> {
+  const cfg = readNodeConfig(configPath);
+  mkdirSync(cfg.dataDir, { recursive: true });
+  const logFile = join(cfg.dataDir, LOG_FILE_NAME);
+  const dest = pino.destination({ dest: logFile, sync: false, mkdir: true });
+  const logger = pino({ base: { node: cfg.id }, level: process.env.DKV_LOG_LEVEL ?? 'info' }, dest);
+  const flush = (): void => {
+    try {
+      dest.flushSync();
+    } catch {
+      // not open yet (sonic-boom opens asynchronously): nothing buffered to lose
+    }
+  };
+  const die = (what: string, err: unknown): never => {
+    const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    logger.fatal({ err: text }, what);
+    flush();
+    process.stderr.write(`dkv node ${cfg.id}: ${what}: ${text}\n`);
+    process.exit(1);
+  };
+  process.on('uncaughtException', (err) => die('uncaught exception', err));
+  process.on('unhandledRejection', (err) => die('unhandled rejection', err));
+
+  let node: DkvNode;
+  let admin: Server | undefined;
+  try {
+    node = await DkvNode.start(cfg, {
+      log: (level, msg, fields) => logger[level](fields ?? {}, msg),
+    });
+  } catch (err) {
+    logger.error({ err: err instanceof Error ? err.message : String(err) }, 'node failed to start');
+    flush();
+    throw err;
+  }
+  try {
+    if (cfg.adminPort !== 0) admin = await serveAdmin(node, cfg.host, cfg.adminPort);
+  } catch (err) {
+    logger.error({ err: String(err) }, 'admin server failed to start');
+    await node.stop({ transferLeadership: false });
+    flush();
+    throw err;
+  }
+
+  let stopping = false;
+  const shutdown = (why: string): void => {
+    if (stopping) {
+      logger.warn({ why }, 'second stop request: exiting at once');
+      flush();
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ why }, 'stopping gracefully');
+    const t0 = performance.now();
+    node
+      .stop({ transferLeadership: true })
+      .then(() => closeServer(admin))
+      .then(
+        () => {
+          logger.info({ ms: Math.round(performance.now() - t0) }, 'stopped');
+          flush();
+          process.exit(0);
+        },
+        (err: unknown) => die('graceful stop failed', err),
+      );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  if (process.env.DKV_EXIT_WITH_PARENT === '1') {
+    const parentGone = (): void => {
+      if (!stopping) shutdown('parent gone (stdin closed)');
+    };
+    process.stdin.on('error', parentGone);
+    process.stdin.on('end', parentGone);
+    process.stdin.on('close', parentGone);
+    process.stdin.resume();
+  }
+
+  const c = node.clientAddress();
+  const p = node.peerAddress();
+  process.stdout.write(`DKV node ${node.id} serving client=${c.host}:${c.port} peer=${p.host}:${p.port}\n`);
+  logger.info({ admin: admin === undefined ? null : `${cfg.host}:${cfg.adminPort}` }, 'serving');
+  return new Promise<never>(() => {});
+}
