@@ -7,8 +7,8 @@
  *
  * Suites: storage (bench/storage.ts: group commit against the raw fsync floor), engines (each
  * engine alone: segment store, index manager, time wheel, watch, leases/locks/counters),
- * statemachine (the whole apply path). The cluster workloads against etcd arrive with the
- * node and client.
+ * statemachine (the whole apply path), transport (RPC and peer links on loopback). The
+ * cluster workloads against etcd arrive with the client library.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -25,6 +25,7 @@ const SUITES: Record<string, { file: string; args: (quick: boolean) => string[] 
     args: (q: boolean) => (q ? ['--quick'] : []),
   })),
   statemachine: [{ file: 'bench/statemachine.ts', args: (q) => (q ? ['--quick'] : []) }],
+  transport: [{ file: 'bench/transport.ts', args: (q) => (q ? ['--quick'] : []) }],
 };
 
 const { values } = parseArgs({

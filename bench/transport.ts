@@ -8,11 +8,11 @@
  *
  *     npx tsx bench/transport.ts [--quick]
  */
-import { pathToFileURL } from 'node:url';
 import { SeededRandom } from '../src/random.js';
 import { PeerTransport } from '../src/transport/peer-links.js';
 import { RpcClient } from '../src/transport/rpc-client.js';
 import { RpcServer } from '../src/transport/rpc-server.js';
+import { runIfMain } from './common.js';
 
 const HOST = '127.0.0.1';
 const FRAME_MAX = 4 << 20;
@@ -169,15 +169,4 @@ export async function bench(opts: { quick: boolean }): Promise<Record<string, nu
   return out;
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const quick = process.argv.includes('--quick');
-  bench({ quick }).then(
-    (figures) => {
-      for (const [k, v] of Object.entries(figures)) console.log(`${k.padEnd(36)} ${v}`);
-    },
-    (err: unknown) => {
-      console.error(err);
-      process.exitCode = 1;
-    },
-  );
-}
+runIfMain(import.meta.url, bench);
