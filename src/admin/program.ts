@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { DkvError, ErrorCode, isDkvError } from '../errors.js';
+import { ErrorCode, isDkvError } from '../errors.js';
+import { addDataCommands, intOption } from './data-commands.js';
 
 /** EXIT holds the dkv CLI's exit codes, as CONTRACT.md fixes them. */
 export const EXIT = { ok: 0, notFound: 1, error: 2 } as const;
@@ -25,17 +26,31 @@ export function buildProgram(): Command {
 
   program
     .command('dev')
-    .description('run a local cluster of real node processes (arrives with the node runtime)')
+    .description('run a local cluster of real node processes on 127.0.0.1, in the foreground')
     .option('--nodes <n>', 'number of nodes', '3')
-    .option('--dir <dir>', 'data directory', '.dkv/dev')
-    .option('--base-port <port>', 'first client port', '7401')
-    .action(() => {
-      throw new DkvError(
-        ErrorCode.Unsupported,
-        'this build has the Raft core only; the node runtime behind `dkv dev` is not built yet (see README, Status). ' +
-          'Try `npm run sim -- --seeds 100` to run the seeded cluster simulation.',
-      );
+    .option('--dir <dir>', 'data directory (a restart with the same dir keeps the data)', '.dkv/dev')
+    .option('--base-port <port>', 'first client port (peer ports +100, admin ports +200)', '7401')
+    .action(async (o: { nodes: string; dir: string; basePort: string }, cmd: Command) => {
+      // Loaded on use: the node runtime (LevelDB and all) is not needed by the data commands.
+      const { NODES_MAX, runDev } = await import('./dev.js');
+      await runDev({
+        nodes: intOption('--nodes', o.nodes, 1, NODES_MAX),
+        dir: o.dir,
+        basePort: intOption('--base-port', o.basePort, 1, 65535),
+        basePortGiven: cmd.getOptionValueSource('basePort') === 'cli',
+      });
     });
+
+  program
+    .command('node', { hidden: true })
+    .description('run one node (what dkv dev and instances spawn)')
+    .requiredOption('--config <file>', 'the node config file (JSON)')
+    .action(async (o: { config: string }) => {
+      const { runNode } = await import('../node/main.js');
+      await runNode(o.config);
+    });
+
+  addDataCommands(program);
   return program;
 }
 
@@ -51,7 +66,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     if (isDkvError(err)) {
       process.stderr.write(`error ${err.code}: ${err.message}\n`);
-      return err.code === ErrorCode.NotFound ? EXIT.notFound : EXIT.error;
+      return err.code === ErrorCode.NotFound || err.code === ErrorCode.VersionMismatch
+        ? EXIT.notFound
+        : EXIT.error;
     }
     process.stderr.write(`error INTERNAL: ${err instanceof Error ? err.message : String(err)}\n`);
     return EXIT.error;

@@ -104,7 +104,7 @@ export async function runNode(configPath: string): Promise<never> {
   mkdirSync(cfg.dataDir, { recursive: true });
   const logFile = join(cfg.dataDir, LOG_FILE_NAME);
   const dest = pino.destination({ dest: logFile, sync: false, mkdir: true });
-  const logger = pino({ base: { node: cfg.id }, level: process.env.DKV_LOG_LEVEL ?? 'info' }, dest);
+  const logger = pino({ base: { pid: process.pid }, level: process.env.DKV_LOG_LEVEL ?? 'info' }, dest);
   const flush = (): void => {
     try {
       dest.flushSync();

@@ -30,9 +30,23 @@ describe('dkv CLI', () => {
     expect(io.err()).toContain('unknown command');
   });
 
-  it('says plainly that dev is not built yet, as `error CODE: message`', async () => {
+  it('refuses bad dev options as `error CODE: message` (exit 2)', async () => {
     const io = capture();
-    expect(await main(['node', 'dkv', 'dev'])).toBe(EXIT.error);
-    expect(io.err()).toMatch(/^error UNSUPPORTED: /);
+    expect(await main(['node', 'dkv', 'dev', '--nodes', '0'])).toBe(EXIT.error);
+    expect(io.err()).toMatch(/^error INVALID_ARGUMENT: --nodes must be an integer from 1 to 99/);
+  });
+
+  it('reports unreachable servers as UNAVAILABLE (exit 2)', async () => {
+    const io = capture();
+    expect(await main(['node', 'dkv', '--servers', '127.0.0.1:1', '--timeout', '300', 'get', 'k'])).toBe(
+      EXIT.error,
+    );
+    expect(io.err()).toMatch(/^error UNAVAILABLE: /);
+  });
+
+  it('refuses a malformed --servers list', async () => {
+    const io = capture();
+    expect(await main(['node', 'dkv', '--servers', 'nohost', 'get', 'k'])).toBe(EXIT.error);
+    expect(io.err()).toMatch(/^error INVALID_ARGUMENT: bad server address "nohost"/);
   });
 });

@@ -1,0 +1,467 @@
+/**
+ * DkvClient: the TypeScript client of a DKV cluster (CONTRACT.md, "Client library"). This is
+ * the minimal client of issue 5: put, get, delete and status; the rest of the contract's API
+ * grows on the same request loop.
+ *
+ * How a request travels:
+ * 1. The key's slot picks its group in the partition map (fetched on connect, again on
+ *    WRONG_GROUP, and in the background when leaders are unknown).
+ * 2. Mutations and linearizable reads go to the group's leader as best known (a NOT_LEADER
+ *    hint, else the map); serializable reads go to the first replica in the `servers` order.
+ *    With no leader known, the replicas are tried in turn.
+ * 3. Redirects (NOT_LEADER, WRONG_GROUP), UNAVAILABLE, OVERLOADED and lost answers are
+ *    retried with a short backoff until `requestTimeoutMs` runs out. A server that cannot be
+ *    reached is skipped for a backoff delay (endpoints.ts).
+ * 4. Every mutation carries a session (client id, seq, ack; session.ts) that it keeps across
+ *    its retries, so a retry after a lost answer is applied at most once and answered with the
+ *    first answer. The call fails with TIMEOUT only when some attempt may have taken effect
+ *    and none came back with an answer before the deadline; otherwise with the last error.
+ *
+ * Every call is bounded by requestTimeoutMs; nothing retries forever.
+ */
+
+import { DkvError, ErrorCode, isDkvError } from '../errors.js';
+import type { ReconnectPolicy } from '../transport/backoff.js';
+import type { ClusterStatus, Consistency, GroupInfo, ReadRequest } from '../transport/protocol.js';
+import type { RpcClient } from '../transport/rpc-client.js';
+import { Endpoints, parseAddress } from './endpoints.js';
+import { checkPartitionMap, Routes } from './routing.js';
+import { ClientSession, randomClientId } from './session.js';
+import type { Item } from './types.js';
+
+export type { ClusterStatus, Consistency } from '../transport/protocol.js';
+export type { Item } from './types.js';
+
+/** DkvClientOptions configure DkvClient.connect. */
+export interface DkvClientOptions {
+  /** Server client addresses (`host:port`), in priority order. */
+  readonly servers: readonly string[];
+  /** The store to use (default `default`). */
+  readonly store?: string;
+  /** How long one call may take, retries included (default 5000 ms). */
+  readonly requestTimeoutMs?: number;
+  /** Backoff for servers that cannot be reached. */
+  readonly reconnect?: Partial<ReconnectPolicy>;
+  /** Largest frame either way (default 16 MiB, the nodes' default). */
+  readonly frameBytesMax?: number;
+}
+
+/** Fence names a lock and the token its holder was granted. */
+export interface Fence {
+  readonly lock: string;
+  readonly token: number;
+}
+
+/** PutOptions are a put's conditions and extras. */
+export interface PutOptions {
+  /** The key expires this long after the put (replicated clock). */
+  readonly ttlMs?: number;
+  /** Bind the key to a lease: it goes when the lease does. */
+  readonly lease?: number;
+  /** Only if the key's current version is this (0: only if absent). */
+  readonly ifVersion?: number;
+  /** Only if the key does not exist. */
+  readonly ifAbsent?: boolean;
+  /** Only while this lock token is current. */
+  readonly fence?: Fence;
+  readonly labels?: Readonly<Record<string, string | number>>;
+}
+
+/** GetOptions choose a read's consistency (default linearizable). */
+export interface GetOptions {
+  readonly consistency?: Consistency;
+}
+
+const DEFAULT_RECONNECT: ReconnectPolicy = {
+  initialDelayMs: 50,
+  maxDelayMs: 2000,
+  multiplier: 2,
+  jitter: 0.2,
+};
+const DEFAULT_TIMEOUT_MS = 5000;
+const DEFAULT_FRAME_BYTES_MAX = 16 << 20;
+/** Retry pauses when no leader is known: RETRY_BASE_MS doubling up to RETRY_MAX_MS. */
+const RETRY_BASE_MS = 20;
+const RETRY_MAX_MS = 250;
+/** Background map refreshes happen at most this often. */
+const MAP_REFRESH_MIN_MS = 200;
+/** One attempt waits at most this long for its answer before the client tries again. */
+const ATTEMPT_TIMEOUT_MIN_MS = 1000;
+/** No attempt starts with less time than this left before the deadline. */
+const LAST_ATTEMPT_MIN_MS = 20;
+
+/** Target says where a routed request goes and what it needs from the replica. */
+type Target = 'leader' | 'local';
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function toDkvError(err: unknown): DkvError {
+  if (isDkvError(err)) return err;
+  return new DkvError(
+    ErrorCode.Unavailable,
+    err instanceof Error ? err.message : String(err),
+    {},
+    { cause: err },
+  );
+}
+
+/** DkvClient talks to a DKV cluster. */
+export class DkvClient {
+  readonly store: string;
+  readonly requestTimeoutMs: number;
+  private readonly servers: readonly string[];
+  private readonly endpoints: Endpoints;
+  private readonly session = new ClientSession(randomClientId());
+  private routes: Routes | undefined;
+  private mapFetch: Promise<Routes> | undefined;
+  private lastMapFetchAt = Number.NEGATIVE_INFINITY;
+  private closed = false;
+
+  private constructor(opts: DkvClientOptions) {
+    if (!Array.isArray(opts.servers) || opts.servers.length === 0)
+      throw new DkvError(ErrorCode.InvalidArgument, 'servers must list at least one host:port');
+    for (const s of opts.servers) parseAddress(s);
+    const timeout = opts.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (!(timeout > 0) || !Number.isFinite(timeout))
+      throw new DkvError(ErrorCode.InvalidArgument, `requestTimeoutMs must be positive, got ${timeout}`);
+    this.servers = opts.servers.map((s) => s.trim());
+    this.store = opts.store ?? 'default';
+    this.requestTimeoutMs = timeout;
+    this.endpoints = new Endpoints({
+      frameBytesMax: opts.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX,
+      connectTimeoutMs: Math.min(timeout, 2000),
+      reconnect: { ...DEFAULT_RECONNECT, ...opts.reconnect },
+    });
+  }
+
+  /**
+   * connect fetches the store's partition map from the first server that answers, and
+   * resolves with a client ready to route (UNAVAILABLE when none answered in time,
+   * STORE_NOT_FOUND when the store does not exist).
+   */
+  static async connect(opts: DkvClientOptions): Promise<DkvClient> {
+    const client = new DkvClient(opts);
+    try {
+      await client.fetchMap(performance.now() + client.requestTimeoutMs);
+    } catch (err) {
+      await client.close();
+      throw err;
+    }
+    return client;
+  }
+
+  /** clientId is this client's session id (exactly-once mutations). */
+  get clientId(): string {
+    return this.session.clientId;
+  }
+
+  /** put writes a value and resolves with the key's new Item. */
+  async put(key: string, value: unknown, opts: PutOptions = {}): Promise<Item> {
+    checkKey(key);
+    const cmd: Record<string, unknown> = { op: 'put', key, value };
+    if (opts.ttlMs !== undefined) cmd.ttlMs = opts.ttlMs;
+    if (opts.lease !== undefined) cmd.lease = opts.lease;
+    if (opts.ifVersion !== undefined) cmd.ifVersion = opts.ifVersion;
+    if (opts.ifAbsent !== undefined) cmd.ifAbsent = opts.ifAbsent;
+    if (opts.fence !== undefined) cmd.fence = { lock: opts.fence.lock, token: opts.fence.token };
+    if (opts.labels !== undefined) cmd.labels = opts.labels;
+    return (await this.mutate(key, cmd)) as Item;
+  }
+
+  /** delete removes a key; resolves with whether it existed. */
+  async delete(key: string): Promise<boolean> {
+    checkKey(key);
+    return (await this.mutate(key, { op: 'delete', key })) === true;
+  }
+
+  /** get reads a key's Item (undefined when absent); linearizable unless asked otherwise. */
+  async get(key: string, opts: GetOptions = {}): Promise<Item | undefined> {
+    checkKey(key);
+    const consistency = opts.consistency ?? 'linearizable';
+    if (consistency !== 'linearizable' && consistency !== 'serializable')
+      throw new DkvError(ErrorCode.InvalidArgument, `consistency must be linearizable or serializable`);
+    const read: ReadRequest = { op: 'get', key };
+    const value = await this.routed(
+      key,
+      'read',
+      { store: this.store, key, read, consistency },
+      consistency === 'linearizable' ? 'leader' : 'local',
+      undefined,
+    );
+    return value === null || value === undefined ? undefined : (value as Item);
+  }
+
+  /** status returns the cluster's members and groups as the first server that answers sees them. */
+  async status(): Promise<ClusterStatus> {
+    return (await this.anyServer('status', {}, performance.now() + this.requestTimeoutMs)) as ClusterStatus;
+  }
+
+  /** close drops every connection; calls in progress fail with CANCELLED. Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.endpoints.close();
+  }
+
+  // ---- the request loop ----
+
+  private mutate(key: string, cmd: Record<string, unknown>): Promise<unknown> {
+    const seq = this.session.begin();
+    return this.routed(key, 'cmd', { store: this.store, key, cmd }, 'leader', seq).finally(() =>
+      this.session.finish(seq),
+    );
+  }
+
+  /**
+   * routed sends `op` for `key` to the right replica of its group, following redirects and
+   * retrying until the deadline. `seq` is the mutation's session seq (undefined for reads).
+   */
+  private async routed(
+    key: string,
+    op: 'cmd' | 'read',
+    args: Record<string, unknown>,
+    target: Target,
+    seq: number | undefined,
+  ): Promise<unknown> {
+    const deadline = performance.now() + this.requestTimeoutMs;
+    let ambiguous = false;
+    let lastError: DkvError | undefined;
+    let pauses = 0;
+    /** Redirects followed: every few, pause (leaders pointing at each other during a change). */
+    let hops = 0;
+    /** Replicas that failed this request since the last pause (skipped unless all did). */
+    const failed = new Set<string>();
+    const pause = async (): Promise<void> => {
+      const ms = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** pauses++) * (0.75 + 0.5 * Math.random());
+      await sleep(Math.max(0, Math.min(ms, deadline - performance.now())));
+      failed.clear();
+    };
+    while (performance.now() < deadline) {
+      if (this.closed) throw new DkvError(ErrorCode.Cancelled, 'client closed');
+      let routes: Routes;
+      try {
+        routes = await this.currentRoutes(deadline);
+      } catch (err) {
+        const e = toDkvError(err);
+        if (!isRetryable(e.code)) throw e;
+        lastError = e;
+        await pause();
+        continue;
+      }
+      const group = routes.groupOf(key);
+      if (group === undefined) {
+        lastError = new DkvError(ErrorCode.Unavailable, `the partition map has no group for key ${key}`);
+        this.refreshMapSoon();
+        await pause();
+        continue;
+      }
+      const address = this.pick(routes, group, target, failed);
+      if (address === undefined) {
+        lastError ??= new DkvError(ErrorCode.Unavailable, `no replica of group ${group.id} is reachable`);
+        await pause();
+        continue;
+      }
+      let conn: RpcClient;
+      try {
+        conn = await this.endpoints.get(address);
+      } catch (err) {
+        lastError = toDkvError(err);
+        if (lastError.code === ErrorCode.Cancelled) throw lastError;
+        failed.add(address);
+        if (routes.leaderOf(group.id) === routes.memberAt(address)) routes.noteLeader(group.id, 0);
+        continue;
+      }
+      const remaining = deadline - performance.now();
+      // An attempt with almost no time left would only turn a known failure into TIMEOUT.
+      if (remaining < LAST_ATTEMPT_MIN_MS) break;
+      const timeoutMs = Math.max(
+        1,
+        Math.min(remaining, Math.max(ATTEMPT_TIMEOUT_MIN_MS, this.requestTimeoutMs / 2)),
+      );
+      const wire: Record<string, unknown> = { ...args, epoch: routes.map.epoch };
+      if (seq !== undefined) wire.session = this.session.tag(seq);
+      try {
+        return await conn.call(op, wire, { timeoutMs });
+      } catch (err) {
+        const e = toDkvError(err);
+        lastError = e;
+        switch (e.code) {
+          case ErrorCode.NotLeader: {
+            const hint = leaderHintOf(e, routes);
+            const asked = routes.memberAt(address);
+            if (hint !== undefined && hint !== 0 && hint !== asked && routes.addressOf(hint) !== undefined) {
+              routes.noteLeader(group.id, hint);
+              if (++hops % 4 === 0) await pause();
+            } else {
+              routes.noteLeader(group.id, 0);
+              failed.add(address);
+              this.refreshMapSoon();
+              if (this.allFailed(routes, group, failed)) await pause();
+            }
+            continue;
+          }
+          case ErrorCode.WrongGroup:
+            await this.fetchMap(deadline).catch(() => undefined);
+            continue;
+          case ErrorCode.Timeout:
+            ambiguous ||= seq !== undefined;
+            failed.add(address);
+            if (conn.closed) {
+              this.endpoints.markDown(address);
+              routes.noteLeader(group.id, 0);
+              this.refreshMapSoon();
+            }
+            continue;
+          case ErrorCode.Unavailable:
+            failed.add(address);
+            if (conn.closed) this.endpoints.markDown(address);
+            routes.noteLeader(group.id, 0);
+            this.refreshMapSoon();
+            if (this.allFailed(routes, group, failed)) await pause();
+            continue;
+          case ErrorCode.Overloaded:
+            await pause();
+            continue;
+          case ErrorCode.Cancelled:
+            if (this.closed) throw e;
+            continue;
+          default:
+            throw e;
+        }
+      }
+    }
+    if (ambiguous)
+      throw new DkvError(
+        ErrorCode.Timeout,
+        `no answer within ${this.requestTimeoutMs} ms; the outcome is unknown (last: ${lastError?.message ?? 'none'})`,
+      );
+    throw lastError ?? new DkvError(ErrorCode.Timeout, `no answer within ${this.requestTimeoutMs} ms`);
+  }
+
+  /** pick chooses the server for one attempt, or undefined when every candidate failed or is down. */
+  private pick(
+    routes: Routes,
+    group: GroupInfo,
+    target: Target,
+    failed: ReadonlySet<string>,
+  ): string | undefined {
+    const usable = (a: string | undefined): a is string =>
+      a !== undefined && !failed.has(a) && !this.endpoints.isDown(a);
+    if (target === 'leader') {
+      const leader = routes.leaderOf(group.id);
+      const a = leader === 0 ? undefined : routes.addressOf(leader);
+      if (usable(a)) return a;
+    }
+    for (const c of this.candidates(routes, group)) if (usable(c)) return c;
+    return undefined;
+  }
+
+  /** candidates lists a group's replicas: those in the `servers` order first, then the rest. */
+  private candidates(routes: Routes, group: GroupInfo): string[] {
+    const replicas = group.replicas.map((id) => routes.addressOf(id)).filter((a) => a !== undefined);
+    if (replicas.length === 0) return [...this.servers];
+    const inOrder = this.servers.filter((s) => replicas.includes(s));
+    return [...inOrder, ...replicas.filter((a) => !inOrder.includes(a))];
+  }
+
+  private allFailed(routes: Routes, group: GroupInfo, failed: ReadonlySet<string>): boolean {
+    return this.candidates(routes, group).every((a) => failed.has(a) || this.endpoints.isDown(a));
+  }
+
+  /** anyServer sends a request that any server can answer, trying them in order until the deadline. */
+  private async anyServer(op: string, args: unknown, deadline: number): Promise<unknown> {
+    let lastError: DkvError | undefined;
+    let pauses = 0;
+    while (performance.now() < deadline) {
+      for (const address of this.serverList()) {
+        if (this.closed) throw new DkvError(ErrorCode.Cancelled, 'client closed');
+        if (this.endpoints.isDown(address)) continue;
+        const remaining = deadline - performance.now();
+        if (remaining <= 0) break;
+        try {
+          const conn = await this.endpoints.get(address);
+          return await conn.call(op, args, { timeoutMs: remaining });
+        } catch (err) {
+          const e = toDkvError(err);
+          if (!isRetryable(e.code)) throw e;
+          lastError = e;
+          if (e.code === ErrorCode.Unavailable) this.endpoints.markDown(address);
+        }
+      }
+      const ms = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** pauses++);
+      await sleep(Math.max(0, Math.min(ms, deadline - performance.now())));
+    }
+    throw lastError ?? new DkvError(ErrorCode.Unavailable, `no server answered ${op} in time`);
+  }
+
+  /** serverList is the configured servers, then the members the map names besides. */
+  private serverList(): string[] {
+    const out = [...this.servers];
+    for (const m of this.routes?.map.members ?? []) if (!out.includes(m.address)) out.push(m.address);
+    return out;
+  }
+
+  // ---- the partition map ----
+
+  private currentRoutes(deadline: number): Promise<Routes> {
+    if (this.routes !== undefined) return Promise.resolve(this.routes);
+    return this.fetchMap(deadline);
+  }
+
+  /** fetchMap fetches the store's map (one fetch at a time; concurrent callers share it). */
+  private fetchMap(deadline: number): Promise<Routes> {
+    if (this.mapFetch !== undefined) return this.mapFetch;
+    this.lastMapFetchAt = performance.now();
+    const fetch = this.fetchMapNow(deadline).finally(() => {
+      if (this.mapFetch === fetch) this.mapFetch = undefined;
+    });
+    this.mapFetch = fetch;
+    return fetch;
+  }
+
+  private async fetchMapNow(deadline: number): Promise<Routes> {
+    const raw = await this.anyServer('map', { store: this.store }, deadline);
+    const routes = new Routes(checkPartitionMap(raw));
+    if (routes.map.store !== this.store)
+      throw new DkvError(
+        ErrorCode.Unavailable,
+        `asked for the map of ${this.store}, got ${routes.map.store}`,
+      );
+    this.routes = routes;
+    return routes;
+  }
+
+  /** refreshMapSoon fetches a new map in the background, at most every MAP_REFRESH_MIN_MS. */
+  private refreshMapSoon(): void {
+    if (this.mapFetch !== undefined || this.closed) return;
+    if (performance.now() - this.lastMapFetchAt < MAP_REFRESH_MIN_MS) return;
+    this.fetchMap(performance.now() + this.requestTimeoutMs).catch(() => undefined);
+  }
+}
+
+/** isRetryable tells whether a failure may pass by itself (redirects, overload, no quorum). */
+function isRetryable(code: ErrorCode): boolean {
+  return (
+    code === ErrorCode.NotLeader ||
+    code === ErrorCode.WrongGroup ||
+    code === ErrorCode.Unavailable ||
+    code === ErrorCode.Overloaded ||
+    code === ErrorCode.Timeout
+  );
+}
+
+/** leaderHintOf reads a NOT_LEADER answer's leader member id, if it names one. */
+function leaderHintOf(e: DkvError, routes: Routes): number | undefined {
+  const d = e.details as Record<string, unknown>;
+  for (const k of ['leaderHint', 'leader']) {
+    const v = d[k];
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0) return v;
+  }
+  return typeof d.address === 'string' ? routes.memberAt(d.address) : undefined;
+}
+
+function checkKey(key: string): void {
+  if (typeof key !== 'string' || key.length === 0)
+    throw new DkvError(ErrorCode.InvalidArgument, 'key must be a non-empty string');
+}
