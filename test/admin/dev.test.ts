@@ -100,13 +100,21 @@ describe('dev cluster layout', () => {
 
   it('refuses a port in use with an error naming it', async () => {
     const dir = tempDir();
+    let specs = planNodes(dir, 3, 20_000);
+    for (let i = 0; i < 50; i++) {
+      specs = planNodes(dir, 3, 20_000 + Math.floor(Math.random() * 30_000));
+      if (
+        await checkPortsFree(specs).then(
+          () => true,
+          () => false,
+        )
+      )
+        break;
+    }
+    const port = specs[1]!.adminPort;
     const blocker = createServer();
-    const port = await new Promise<number>((r) =>
-      blocker.listen(0, '127.0.0.1', () => r((blocker.address() as { port: number }).port)),
-    );
+    await new Promise<void>((r) => blocker.listen(port, '127.0.0.1', () => r()));
     try {
-      // Put the taken port at node 2's admin port.
-      const specs = planNodes(dir, 3, port - 201);
       await expect(checkPortsFree(specs)).rejects.toMatchObject({
         code: ErrorCode.InUse,
         message: `port ${port} (node 2 admin port) on 127.0.0.1 is already in use`,

@@ -103,6 +103,17 @@ async function verifyAll(client: DkvClient, acked: readonly Ack[]): Promise<void
   expect(wrong.slice(0, 10)).toEqual([]);
 }
 
+/** snapshotIndexes lists the indexes of the snapshots of `group` a node's log reports. */
+function snapshotIndexes(log: string, group: number): number[] {
+  const out: number[] = [];
+  for (const line of log.split('\n')) {
+    if (!line.includes('"msg":"snapshot"')) continue;
+    const rec = JSON.parse(line) as { group?: number; index?: number };
+    if (rec.group === group && typeof rec.index === 'number') out.push(rec.index);
+  }
+  return out;
+}
+
 function commitOf(s: ClusterStatus, group: number): number {
   return s.groups.find((g) => g.id === group)?.commitIndex ?? -1;
 }
@@ -194,15 +205,20 @@ describe('a cluster of real node processes', () => {
         wrong.push(`${a.key}: want ${a.value}, got ${JSON.stringify(item?.value)}`);
     }
     expect(wrong.slice(0, 10)).toEqual([]);
-    const victimLog = readFileSync(cluster.spec(victim).logFile, 'utf8');
-    const survivorLogs = cluster.ids
-      .filter((id) => id !== victim)
-      .map((id) => readFileSync(cluster.spec(id).logFile, 'utf8'))
-      .join('');
+    // It could only have caught up by snapshot: while it was down, every other replica of the
+    // group snapshotted (and so compacted its log, keeping snapshotTailEntries = 50) well past
+    // the last entry the victim could have had (its commit index at the kill plus the few
+    // proposals in flight).
+    for (const id of cluster.ids.filter((x) => x !== victim)) {
+      const snaps = snapshotIndexes(readFileSync(cluster.spec(id).logFile, 'utf8'), group);
+      expect(Math.max(0, ...snaps)).toBeGreaterThan(commitAtKill + 200);
+    }
     console.log(
-      `catch-up: ${writtenWhileDown.length} writes made while node ${victim} was down; snapshots taken by the others: ${
-        survivorLogs.split('"msg":"snapshot"').length - 1
-      }; snapshot lines in the restarted node's log: ${victimLog.split('snapshot').length - 1}`,
+      `catch-up: ${writtenWhileDown.length} writes made while node ${victim} was down; group ${group} went from commit ${commitAtKill} ` +
+        `to ${commitOf(before, group)}; the others' latest snapshots of it: ${cluster.ids
+          .filter((x) => x !== victim)
+          .map((id) => Math.max(0, ...snapshotIndexes(readFileSync(cluster.spec(id).logFile, 'utf8'), group)))
+          .join(', ')}`,
     );
 
     // No acknowledged write is lost.
@@ -440,6 +456,16 @@ describe('dkv dev', () => {
       expect([1, 2, 3]).toContain(g.leader);
     }
     expect(status.groups.filter((g) => g.store === 'default').length).toBeGreaterThan(0);
+
+    // A node that dies is reported (id, how it ended, its last log lines); the rest serve on.
+    process.kill(json.nodes[2]!.pid, 'SIGKILL');
+    await until('the death report', 15_000, async () =>
+      dev.output.some((l) => l.includes('node 3 died unexpectedly')) ? true : undefined,
+    );
+    expect(dev.output.join('\n')).toContain('node 3 ended (signal SIGKILL)');
+    expect(await cli([servers, '--timeout', '20000', 'put', 'after-death', 'still here'])).toMatchObject({
+      code: 0,
+    });
 
     dev.proc.kill('SIGINT');
     expect(await dev.exit).toBe(0);
