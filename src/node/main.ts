@@ -86,6 +86,17 @@ export function serveAdmin(node: DkvNode, host: string, port: number): Promise<S
   });
 }
 
+/** startError names the port of a failed listen (IN_USE), and passes anything else through. */
+function startError(err: unknown, cfg: NodeConfig): unknown {
+  const e = err as NodeJS.ErrnoException & { port?: number };
+  if (e?.code !== 'EADDRINUSE' && e?.code !== 'EACCES') return err;
+  const which = e.port === cfg.clientPort ? 'client port' : e.port === cfg.peerPort ? 'peer port' : 'port';
+  return new DkvError(
+    e.code === 'EADDRINUSE' ? ErrorCode.InUse : ErrorCode.InvalidArgument,
+    `node ${cfg.id}: ${which} ${e.port ?? '?'} on ${cfg.host} ${e.code === 'EADDRINUSE' ? 'is already in use' : 'may not be bound (permission denied)'}`,
+  );
+}
+
 function closeServer(server: Server | undefined): Promise<void> {
   if (server === undefined) return Promise.resolve();
   return new Promise((resolve) => {
@@ -131,7 +142,7 @@ export async function runNode(configPath: string): Promise<never> {
   } catch (err) {
     logger.error({ err: err instanceof Error ? err.message : String(err) }, 'node failed to start');
     flush();
-    throw err;
+    throw startError(err, cfg);
   }
   try {
     if (cfg.adminPort !== 0) admin = await serveAdmin(node, cfg.host, cfg.adminPort);
