@@ -137,6 +137,7 @@ export async function runNode(configPath: string): Promise<never> {
   let admin: Server | undefined;
   try {
     node = await DkvNode.start(cfg, {
+      onFatal: (err) => die('the node stopped on a storage failure', err),
       log: (level, msg, fields) => logger[level](fields ?? {}, msg),
     });
   } catch (err) {

@@ -49,7 +49,7 @@ import {
 } from '../transport/protocol.js';
 import { evenSlots, slotOf } from '../transport/slots.js';
 import type { NodeConfig } from './config.js';
-import { GroupReplica, type ReadWaiter, type Waiter } from './group.js';
+import { GroupReplica, type ReadWaiter } from './group.js';
 import { type PeerMessage, validatePeerMessage } from './raft-wire.js';
 
 /** METADATA_GROUP is the id of the group that holds the cluster's own state. */
@@ -81,6 +81,11 @@ const KEEPALIVE_INTERVAL_MIN_MS = 100;
 
 export interface DkvNodeOptions {
   readonly log?: LogFn;
+  /**
+   * onFatal is told when the node had to stop by itself (its storage failed, so it can no
+   * longer acknowledge anything safely); a process should log it and exit non-zero.
+   */
+  readonly onFatal?: (err: unknown) => void;
 }
 
 function noLog(): void {}
@@ -108,7 +113,7 @@ export function layoutOf(cfg: NodeConfig): { metadataReplicas: number[]; stores:
   const stores = cfg.stores.map((s): StoreLayout => {
     const ranges = evenSlots(s.partitions);
     const slotGroup = new Int32Array(SLOT_COUNT);
-    const groups = ranges.map((r, i) => {
+    const groups = ranges.map((r) => {
       const id = next++;
       slotGroup.fill(id, r[0], r[1]);
       return { id, slots: [r], replicas: replicasOf(id - 1) };
@@ -126,7 +131,10 @@ export class DkvNode {
   readonly id: number;
   private readonly cfg: NodeConfig;
   private readonly log: LogFn;
+  private readonly onFatal: ((err: unknown) => void) | undefined;
   private readonly storage: NodeStorage;
+  /** Snapshots received from leaders and installed, since start. */
+  private snapshotsInstalled = 0;
   private readonly groups = new Map<number, GroupReplica>();
   private readonly layout: ReturnType<typeof layoutOf>;
   private readonly storeByName = new Map<string, StoreLayout>();
@@ -144,11 +152,12 @@ export class DkvNode {
   /** Keep-alive streams, by group, then lease. */
   private readonly keepAlives = new Map<number, Map<number, KeepAliveStream>>();
 
-  private constructor(cfg: NodeConfig, storage: NodeStorage, log: LogFn) {
+  private constructor(cfg: NodeConfig, storage: NodeStorage, log: LogFn, onFatal?: (err: unknown) => void) {
     this.id = cfg.id;
     this.cfg = cfg;
     this.storage = storage;
     this.log = log;
+    this.onFatal = onFatal;
     this.layout = layoutOf(cfg);
     for (const s of this.layout.stores) {
       this.storeByName.set(s.name, s);
@@ -164,7 +173,7 @@ export class DkvNode {
   static async start(cfg: NodeConfig, opts: DkvNodeOptions = {}): Promise<DkvNode> {
     const log = opts.log ?? noLog;
     const storage = await NodeStorage.open(cfg.dataDir);
-    const node = new DkvNode(cfg, storage, log);
+    const node = new DkvNode(cfg, storage, log, opts.onFatal);
     try {
       await node.openGroups();
       await node.openNetwork();
@@ -318,7 +327,15 @@ export class DkvNode {
       if (g.isLeader && !wasLeader) this.log('info', 'leader', { group: g.id, term: g.raw.status().term });
       if (g.isLeader && g.id === METADATA_GROUP) this.publishLayout();
     }
-    if (rd.snapshot) g.installSnapshot(rd.snapshot);
+    if (rd.snapshot) {
+      g.installSnapshot(rd.snapshot);
+      this.snapshotsInstalled++;
+      this.log('info', 'snapshot installed', {
+        group: g.id,
+        index: rd.snapshot.metadata.index,
+        bytes: rd.snapshot.data.length,
+      });
+    }
     g.applyEntries(rd.committedEntries);
     g.noteReadStates(rd.readStates);
   }
@@ -356,7 +373,7 @@ export class DkvNode {
     for (const g of this.groups.values()) {
       g.failAll(new DkvError(ErrorCode.Unavailable, `the node stopped: ${String(err)}`));
     }
-    void this.stop({ transferLeadership: false });
+    void this.stop({ transferLeadership: false }).finally(() => this.onFatal?.(err));
   }
 
   // ---------------------------------------------------------------- time and peers
@@ -898,6 +915,9 @@ export class DkvNode {
       'gauge',
       gs.map((g) => [lbl(g), g.pendingCount]),
     );
+    metric('dkv_snapshots_installed_total', 'Snapshots received from leaders and installed.', 'counter', [
+      ['', this.snapshotsInstalled],
+    ]);
     metric(
       'dkv_peer_up',
       'Whether the peer link is up.',
@@ -918,6 +938,7 @@ export class DkvNode {
       const deadline = Date.now() + 2 * this.cfg.electionTicks * this.cfg.tickMs;
       while (Date.now() < deadline) {
         let leading = 0;
+        let movable = 0;
         for (const g of this.groups.values()) {
           if (!g.isLeader) continue;
           leading++;
@@ -925,9 +946,11 @@ export class DkvNode {
           const target = [...(st.progress?.entries() ?? [])]
             .filter(([id, p]) => id !== this.id && this.peerUp.get(id) && p.match >= st.commit)
             .map(([id]) => id)[0];
+          if (target !== undefined || st.leadTransferee !== 0) movable++;
           if (target !== undefined && st.leadTransferee === 0) g.raw.transferLeader(target);
         }
-        if (leading === 0) break;
+        // Done when nothing is led any more, or when no peer is there to take over.
+        if (leading === 0 || movable === 0) break;
         this.schedule();
         await new Promise((r) => setTimeout(r, 50));
       }
