@@ -7,8 +7,9 @@
  *
  * Suites: storage (bench/storage.ts: group commit against the raw fsync floor), engines (each
  * engine alone: segment store, index manager, time wheel, watch, leases/locks/counters),
- * statemachine (the whole apply path), transport (RPC and peer links on loopback). The
- * cluster workloads against etcd arrive with the client library.
+ * statemachine (the whole apply path), transport (RPC and peer links on loopback), cluster
+ * (put and linearizable get against a real 3-node cluster at 1, 16, 64 and 256 in flight).
+ * The side-by-side run against etcd arrives with the client library.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -26,6 +27,7 @@ const SUITES: Record<string, { file: string; args: (quick: boolean) => string[] 
   })),
   statemachine: [{ file: 'bench/statemachine.ts', args: (q) => (q ? ['--quick'] : []) }],
   transport: [{ file: 'bench/transport.ts', args: (q) => (q ? ['--quick'] : []) }],
+  cluster: [{ file: 'bench/cluster.ts', args: (q) => (q ? ['--quick'] : []) }],
 };
 
 const { values } = parseArgs({
