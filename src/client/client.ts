@@ -23,13 +23,20 @@
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import type { ReconnectPolicy } from '../transport/backoff.js';
 import type { ClusterStatus, Consistency, GroupInfo, ReadRequest } from '../transport/protocol.js';
-import type { RpcClient } from '../transport/rpc-client.js';
+import type { RpcClient, RpcStream } from '../transport/rpc-client.js';
+import type { CallOptions, ClientCore, Route, Target } from './core.js';
+import { CounterHandle } from './counters.js';
 import { Endpoints, parseAddress } from './endpoints.js';
+import { LeaseApi } from './leases.js';
+import { LockApi } from './locks.js';
 import { checkPartitionMap, Routes } from './routing.js';
+import { type QueryOptions, runQuery, runTxn, type ScanOptions, scanItems, type TxnSpec } from './scan.js';
 import { ClientSession, randomClientId } from './session.js';
 import type { Item } from './types.js';
+import { openWatch, type WatchOptions, type WatchStream } from './watch.js';
 
 export type { ClusterStatus, Consistency } from '../transport/protocol.js';
+export type { CallOptions, Route, Target } from './core.js';
 export type { Item } from './types.js';
 
 /** DkvClientOptions configure DkvClient.connect. */
@@ -53,7 +60,7 @@ export interface Fence {
 }
 
 /** PutOptions are a put's conditions and extras. */
-export interface PutOptions {
+export interface PutOptions extends CallOptions {
   /** The key expires this long after the put (replicated clock). */
   readonly ttlMs?: number;
   /** Bind the key to a lease: it goes when the lease does. */
@@ -68,7 +75,7 @@ export interface PutOptions {
 }
 
 /** GetOptions choose a read's consistency (default linearizable). */
-export interface GetOptions {
+export interface GetOptions extends CallOptions {
   readonly consistency?: Consistency;
 }
 
@@ -90,8 +97,21 @@ const ATTEMPT_TIMEOUT_MIN_MS = 1000;
 /** No attempt starts with less time than this left before the deadline. */
 const LAST_ATTEMPT_MIN_MS = 20;
 
-/** Target says where a routed request goes and what it needs from the replica. */
-type Target = 'leader' | 'local';
+/** callOptions picks the call options out of a method's options. */
+export function callOptions(o: CallOptions): CallOptions {
+  return {
+    ...(o.timeoutMs !== undefined && { timeoutMs: o.timeoutMs }),
+    ...(o.signal !== undefined && { signal: o.signal }),
+  };
+}
+
+function aborted(signal: AbortSignal | undefined): DkvError {
+  const reason = signal?.reason;
+  return new DkvError(
+    ErrorCode.Cancelled,
+    `the call was aborted${reason instanceof Error ? `: ${reason.message}` : ''}`,
+  );
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -108,7 +128,7 @@ function toDkvError(err: unknown): DkvError {
 }
 
 /** DkvClient talks to a DKV cluster. */
-export class DkvClient {
+export class DkvClient implements ClientCore {
   readonly store: string;
   readonly requestTimeoutMs: number;
   private readonly servers: readonly string[];
@@ -167,13 +187,13 @@ export class DkvClient {
     if (opts.ifAbsent !== undefined) cmd.ifAbsent = opts.ifAbsent;
     if (opts.fence !== undefined) cmd.fence = { lock: opts.fence.lock, token: opts.fence.token };
     if (opts.labels !== undefined) cmd.labels = opts.labels;
-    return (await this.mutate(key, cmd)) as Item;
+    return (await this.mutate({ key }, cmd, callOptions(opts))) as Item;
   }
 
   /** delete removes a key; resolves with whether it existed. */
-  async delete(key: string): Promise<boolean> {
+  async delete(key: string, opts: CallOptions = {}): Promise<boolean> {
     checkKey(key);
-    return (await this.mutate(key, { op: 'delete', key })) === true;
+    return (await this.mutate({ key }, { op: 'delete', key }, callOptions(opts))) === true;
   }
 
   /** get reads a key's Item (undefined when absent); linearizable unless asked otherwise. */
@@ -182,16 +202,40 @@ export class DkvClient {
     const consistency = opts.consistency ?? 'linearizable';
     if (consistency !== 'linearizable' && consistency !== 'serializable')
       throw new DkvError(ErrorCode.InvalidArgument, `consistency must be linearizable or serializable`);
-    const read: ReadRequest = { op: 'get', key };
-    const value = await this.routed(
-      key,
-      'read',
-      { store: this.store, key, read, consistency },
-      consistency === 'linearizable' ? 'leader' : 'local',
-      undefined,
-    );
+    const value = await this.read({ key }, { op: 'get', key }, consistency, callOptions(opts));
     return value === null || value === undefined ? undefined : (value as Item);
   }
+
+  /** scan streams the items of every group whose key matches, in key order. */
+  scan(opts: ScanOptions = {}): AsyncIterable<Item> {
+    return scanItems(this, opts);
+  }
+
+  /** query runs an index query across the store's groups. */
+  query(query: unknown, opts: QueryOptions = {}): Promise<Item[]> {
+    return runQuery(this, query, opts);
+  }
+
+  /** txn runs a transaction within one group (the group of its keys). */
+  txn(spec: TxnSpec, opts: CallOptions = {}): Promise<unknown> {
+    return runTxn(this, spec, opts);
+  }
+
+  /** watch streams changes: a snapshot first if asked, then every event. */
+  watch(opts: WatchOptions): WatchStream {
+    return openWatch(this, opts);
+  }
+
+  /** counter names a counter. */
+  counter(name: string): CounterHandle {
+    return new CounterHandle(this, name);
+  }
+
+  /** lease grants leases (kept alive automatically). */
+  readonly lease: LeaseApi = new LeaseApi(this);
+
+  /** lock acquires locks with fencing tokens. */
+  readonly lock: LockApi = new LockApi(this);
 
   /** status returns the cluster's members and groups as the first server that answers sees them. */
   async status(): Promise<ClusterStatus> {
@@ -206,11 +250,102 @@ export class DkvClient {
 
   // ---- the request loop ----
 
-  private mutate(key: string, cmd: Record<string, unknown>): Promise<unknown> {
+  /**
+   * mutate proposes one command (commands.ts) to the group of `route`, exactly once: the
+   * session seq is kept across retries. For the client's own modules (leases, locks, ...).
+   */
+  mutate(route: Route, cmd: Record<string, unknown>, opts: CallOptions = {}): Promise<unknown> {
     const seq = this.session.begin();
-    return this.routed(key, 'cmd', { store: this.store, key, cmd }, 'leader', seq).finally(() =>
-      this.session.finish(seq),
+    const args = { store: this.store, ...route, cmd };
+    return this.routed(route, 'cmd', args, 'leader', seq, opts).finally(() => this.session.finish(seq));
+  }
+
+  /** read runs a read on the group of `route`: on its leader (linearizable) or any replica. */
+  read(route: Route, read: ReadRequest, consistency: Consistency, opts: CallOptions = {}): Promise<unknown> {
+    const args = { store: this.store, ...route, read, consistency };
+    return this.routed(
+      route,
+      'read',
+      args,
+      consistency === 'linearizable' ? 'leader' : 'local',
+      undefined,
+      opts,
     );
+  }
+
+  /** groups lists the store's partition groups (the map is fetched when not known yet). */
+  async groups(opts: CallOptions = {}): Promise<readonly GroupInfo[]> {
+    const routes = await this.currentRoutes(performance.now() + (opts.timeoutMs ?? this.requestTimeoutMs));
+    return routes.map.groups;
+  }
+
+  /** groupOfKey is the id of the group that owns `key`. */
+  async groupOfKey(key: string, opts: CallOptions = {}): Promise<number> {
+    const routes = await this.currentRoutes(performance.now() + (opts.timeoutMs ?? this.requestTimeoutMs));
+    const g = routes.groupOf(key);
+    if (!g) throw new DkvError(ErrorCode.Unavailable, `the partition map has no group for key ${key}`);
+    return g.id;
+  }
+
+  /**
+   * openStream opens a stream op (`watch`, `keepalive`) on a replica of `group` (its leader
+   * when `target` is 'leader'), trying replicas until one accepts or the deadline passes.
+   * Errors on the stream later (NOT_LEADER, a dropped connection) are the caller's to handle,
+   * typically by opening it again.
+   */
+  async openStream(
+    group: number,
+    op: 'watch' | 'keepalive',
+    args: Record<string, unknown>,
+    target: Target,
+    opts: CallOptions & { bufferMax?: number } = {},
+  ): Promise<RpcStream> {
+    const deadline = performance.now() + (opts.timeoutMs ?? this.requestTimeoutMs);
+    let lastError: DkvError | undefined;
+    const failed = new Set<string>();
+    while (performance.now() < deadline) {
+      if (this.closed) throw new DkvError(ErrorCode.Cancelled, 'client closed');
+      if (opts.signal?.aborted) throw aborted(opts.signal);
+      const routes = await this.currentRoutes(deadline);
+      const info = routes.group(group);
+      if (!info) throw new DkvError(ErrorCode.InvalidArgument, `store ${this.store} has no group ${group}`);
+      const address = this.pick(routes, info, target, failed);
+      if (address === undefined) {
+        failed.clear();
+        this.refreshMapSoon();
+        await sleep(Math.min(RETRY_MAX_MS, Math.max(0, deadline - performance.now())));
+        continue;
+      }
+      try {
+        const conn = await this.endpoints.get(address);
+        const stream = conn.stream(
+          op,
+          { store: this.store, group, ...args },
+          {
+            ...(opts.signal && { signal: opts.signal }),
+            ...(opts.bufferMax !== undefined && { bufferMax: opts.bufferMax }),
+          },
+        );
+        return stream;
+      } catch (err) {
+        lastError = toDkvError(err);
+        if (!isRetryable(lastError.code)) throw lastError;
+        failed.add(address);
+      }
+    }
+    throw (
+      lastError ??
+      new DkvError(ErrorCode.Unavailable, `no replica of group ${group} accepted the ${op} stream in time`)
+    );
+  }
+
+  /** noteLeader records a NOT_LEADER hint learned outside the request loop (streams). */
+  noteRedirect(group: number, err: DkvError): void {
+    const routes = this.routes;
+    if (!routes) return;
+    const hint = leaderHintOf(err, routes);
+    routes.noteLeader(group, hint ?? 0);
+    if (hint === undefined) this.refreshMapSoon();
   }
 
   /**
@@ -218,13 +353,16 @@ export class DkvClient {
    * retrying until the deadline. `seq` is the mutation's session seq (undefined for reads).
    */
   private async routed(
-    key: string,
+    route: Route,
     op: 'cmd' | 'read',
     args: Record<string, unknown>,
     target: Target,
     seq: number | undefined,
+    opts: CallOptions,
   ): Promise<unknown> {
-    const deadline = performance.now() + this.requestTimeoutMs;
+    const budget = opts.timeoutMs ?? this.requestTimeoutMs;
+    const deadline = performance.now() + budget;
+    const signal = opts.signal;
     let ambiguous = false;
     let lastError: DkvError | undefined;
     let pauses = 0;
@@ -239,6 +377,7 @@ export class DkvClient {
     };
     while (performance.now() < deadline) {
       if (this.closed) throw new DkvError(ErrorCode.Cancelled, 'client closed');
+      if (signal?.aborted) throw aborted(signal);
       let routes: Routes;
       try {
         routes = await this.currentRoutes(deadline);
@@ -249,9 +388,11 @@ export class DkvClient {
         await pause();
         continue;
       }
-      const group = routes.groupOf(key);
+      const group = 'key' in route ? routes.groupOf(route.key) : routes.group(route.group);
+      if (group === undefined && !('key' in route))
+        throw new DkvError(ErrorCode.InvalidArgument, `store ${this.store} has no group ${route.group}`);
       if (group === undefined) {
-        lastError = new DkvError(ErrorCode.Unavailable, `the partition map has no group for key ${key}`);
+        lastError = new DkvError(ErrorCode.Unavailable, `the partition map has no group for this request`);
         this.refreshMapSoon();
         await pause();
         continue;
@@ -275,14 +416,11 @@ export class DkvClient {
       const remaining = deadline - performance.now();
       // An attempt with almost no time left would only turn a known failure into TIMEOUT.
       if (remaining < LAST_ATTEMPT_MIN_MS) break;
-      const timeoutMs = Math.max(
-        1,
-        Math.min(remaining, Math.max(ATTEMPT_TIMEOUT_MIN_MS, this.requestTimeoutMs / 2)),
-      );
+      const timeoutMs = Math.max(1, Math.min(remaining, Math.max(ATTEMPT_TIMEOUT_MIN_MS, budget / 2)));
       const wire: Record<string, unknown> = { ...args, epoch: routes.map.epoch };
       if (seq !== undefined) wire.session = this.session.tag(seq);
       try {
-        return await conn.call(op, wire, { timeoutMs });
+        return await conn.call(op, wire, { timeoutMs, ...(signal && { signal }) });
       } catch (err) {
         const e = toDkvError(err);
         lastError = e;
@@ -325,6 +463,7 @@ export class DkvClient {
             continue;
           case ErrorCode.Cancelled:
             if (this.closed) throw e;
+            if (signal?.aborted) throw aborted(signal);
             continue;
           default:
             throw e;
@@ -334,9 +473,9 @@ export class DkvClient {
     if (ambiguous)
       throw new DkvError(
         ErrorCode.Timeout,
-        `no answer within ${this.requestTimeoutMs} ms; the outcome is unknown (last: ${lastError?.message ?? 'none'})`,
+        `no answer within ${budget} ms; the outcome is unknown (last: ${lastError?.message ?? 'none'})`,
       );
-    throw lastError ?? new DkvError(ErrorCode.Timeout, `no answer within ${this.requestTimeoutMs} ms`);
+    throw lastError ?? new DkvError(ErrorCode.Timeout, `no answer within ${budget} ms`);
   }
 
   /** pick chooses the server for one attempt, or undefined when every candidate failed or is down. */
