@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ErrorCode, isDkvError } from '../errors.js';
+import { addCoordinationCommands } from './cmd-coord.js';
+import { addQueryCommands } from './cmd-query.js';
 import { addDataCommands, intOption } from './data-commands.js';
 
 /** EXIT holds the dkv CLI's exit codes, as CONTRACT.md fixes them. */
@@ -51,6 +53,8 @@ export function buildProgram(): Command {
     });
 
   addDataCommands(program);
+  addQueryCommands(program);
+  addCoordinationCommands(program);
   return program;
 }
 
