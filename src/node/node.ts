@@ -76,6 +76,15 @@ interface KeepAliveStream {
   inFlight: boolean;
 }
 
+/** INPROC_CONTEXT stands for the connection of an in-process (embedded) request. */
+const INPROC_CONTEXT: RpcContext = {
+  id: 0,
+  op: '',
+  connectionId: 0,
+  remoteAddress: 'inproc',
+  signal: new AbortController().signal,
+};
+
 /** KEEPALIVE_INTERVAL_MIN_MS bounds how often one stream may renew its lease. */
 const KEEPALIVE_INTERVAL_MIN_MS = 100;
 
@@ -86,6 +95,12 @@ export interface DkvNodeOptions {
    * longer acknowledge anything safely); a process should log it and exit non-zero.
    */
   readonly onFatal?: (err: unknown) => void;
+  /**
+   * network false runs the node with no sockets at all (embedded mode): no peer transport and
+   * no client port; requests come through `handle` and `openStream`. Only a node with no
+   * peers may run so.
+   */
+  readonly network?: boolean;
 }
 
 function noLog(): void {}
@@ -141,8 +156,8 @@ export class DkvNode {
   private readonly storeOfGroup = new Map<number, string>();
   private readonly peerUp = new Map<number, boolean>();
   private readonly clientAddrOf = new Map<number, string>();
-  private transport!: PeerTransport<PeerMessage>;
-  private rpc!: RpcServer;
+  private transport: PeerTransport<PeerMessage> | undefined;
+  private rpc: RpcServer | undefined;
   private ticker: NodeJS.Timeout | undefined;
   private balancer: NodeJS.Timeout | undefined;
   private running = false;
@@ -176,12 +191,18 @@ export class DkvNode {
     const node = new DkvNode(cfg, storage, log, opts.onFatal);
     try {
       await node.openGroups();
-      await node.openNetwork();
+      if (opts.network === false) {
+        if (cfg.peers.length > 0)
+          throw new DkvError(ErrorCode.InvalidArgument, 'a node without network has no peers');
+      } else {
+        await node.openNetwork();
+      }
     } catch (err) {
       await node.closeAll();
       throw err;
     }
     node.ticker = setInterval(() => node.onTick(), cfg.tickMs);
+    node.schedule();
     if (cfg.balanceLeaders) node.balancer = setInterval(() => node.balanceLeaders(), BALANCE_EVERY_MS);
     log('info', 'node started', {
       node: cfg.id,
@@ -222,6 +243,9 @@ export class DkvNode {
         this.schedule();
       };
       this.groups.set(g.id, replica);
+      // The only voter need not wait out an election timeout.
+      const voters = replica.confState.voters;
+      if (voters.length === 1 && voters[0] === this.id) replica.raw.campaign();
     }
   }
 
@@ -261,11 +285,30 @@ export class DkvNode {
   }
 
   clientAddress(): Address {
-    return this.rpc.address();
+    return this.rpc ? this.rpc.address() : { host: 'inproc', port: 0 };
   }
 
   peerAddress(): Address {
-    return this.transport.address();
+    return this.transport ? this.transport.address() : { host: 'inproc', port: 0 };
+  }
+
+  /**
+   * handle serves one unary client op (CLIENT_OPS) in process, exactly as the client port
+   * would: embedded mode calls it directly. It answers through a promise, never throws.
+   */
+  async handle(op: string, args: unknown): Promise<unknown> {
+    if (CLIENT_OPS[op as keyof typeof CLIENT_OPS] !== 'unary') {
+      throw new DkvError(ErrorCode.InvalidArgument, `unknown op ${op}`);
+    }
+    return this.unary(op, args, INPROC_CONTEXT);
+  }
+
+  /** openStream starts one stream op (`watch`, `keepalive`) in process; returns its cleanup. */
+  openStream(op: string, args: unknown, sink: StreamSink): () => void {
+    if (CLIENT_OPS[op as keyof typeof CLIENT_OPS] !== 'stream') {
+      throw new DkvError(ErrorCode.InvalidArgument, `unknown stream op ${op}`);
+    }
+    return this.stream(op, args, INPROC_CONTEXT, sink) ?? (() => undefined);
   }
 
   // ---------------------------------------------------------------- the Ready loop
@@ -294,8 +337,10 @@ export class DkvNode {
         const items: PersistItem[] = work.map(([g, rd]) => ({ storage: g.storage, ready: rd }));
         await this.storage.commit(items);
         if (this.stopped) return;
-        for (const [g, rd] of work) for (const m of rd.messages) this.transport.send(m.to, { g: g.id, m });
-        this.transport.flush();
+        if (this.transport) {
+          for (const [g, rd] of work) for (const m of rd.messages) this.transport.send(m.to, { g: g.id, m });
+          this.transport.flush();
+        }
         for (const [g, rd] of work) this.applyReady(g, rd);
         for (const [g] of work) g.raw.advance();
         for (const [g] of work) {
