@@ -5,32 +5,18 @@
  * answered by its grant, watch streams, backpressure, graceful stop with leadership
  * transfer, and restart from disk. Real processes and faults are in cluster.test.ts.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type DkvError, isDkvError } from '../../src/errors.js';
-import { checkNodeConfig, type NodeConfig } from '../../src/node/config.js';
+import type { NodeConfig } from '../../src/node/config.js';
 import { DkvNode } from '../../src/node/node.js';
 import { RpcClient } from '../../src/transport/index.js';
 import { evenSlots, slotOf } from '../../src/transport/slots.js';
+import { InProcCluster } from '../client/fixture.js';
 
 const IDS = [1, 2, 3];
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 interface Cluster {
-  dir: string;
+  fx: InProcCluster;
   cfgs: NodeConfig[];
   nodes: (DkvNode | undefined)[];
   clients: RpcClient[];
@@ -41,54 +27,28 @@ const open: Cluster[] = [];
 afterEach(async () => {
   for (const c of open.splice(0)) {
     for (const cl of c.clients) await cl.close().catch(() => undefined);
-    for (const n of c.nodes) await n?.stop().catch(() => undefined);
-    rmSync(c.dir, { recursive: true, force: true });
+    await c.fx.close();
   }
 });
 
 async function startCluster(extra: Record<string, unknown> = {}): Promise<Cluster> {
-  const dir = mkdtempSync(join(tmpdir(), 'dkv-node-'));
-  const ports = await Promise.all(IDS.flatMap(() => [freePort(), freePort()]));
-  const client = (id: number): number => ports[(id - 1) * 2]!;
-  const peer = (id: number): number => ports[(id - 1) * 2 + 1]!;
-  const cfgs = IDS.map((id) =>
-    checkNodeConfig({
-      id,
-      dataDir: join(dir, `n${id}`),
-      clientPort: client(id),
-      peerPort: peer(id),
-      peers: IDS.filter((x) => x !== id).map((x) => ({
-        id: x,
-        host: '127.0.0.1',
-        peerPort: peer(x),
-        clientPort: client(x),
-      })),
-      stores: [{ name: 'default', partitions: 3 }],
-      balanceLeaders: false,
-      ...extra,
-    }),
-  );
-  const c: Cluster = { dir, cfgs, nodes: [], clients: [] };
+  const fx = await InProcCluster.start({
+    nodes: IDS.length,
+    partitions: 3,
+    config: { balanceLeaders: false, ...extra },
+  });
+  const c: Cluster = { fx, cfgs: fx.cfgs, nodes: fx.nodes, clients: [] };
   open.push(c);
-  c.nodes = await Promise.all(cfgs.map((cfg) => DkvNode.start(cfg)));
-  await waitLeaders(c);
   c.clients = await Promise.all(
-    IDS.map((id) => RpcClient.connect({ host: '127.0.0.1', port: client(id), frameBytesMax: 1 << 24 })),
+    fx.cfgs.map((cfg) =>
+      RpcClient.connect({ host: '127.0.0.1', port: cfg.clientPort, frameBytesMax: 1 << 24 }),
+    ),
   );
   return c;
 }
 
-async function waitLeaders(c: Cluster): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const live = c.nodes.filter((n): n is DkvNode => n !== undefined);
-    if (
-      live.every((n) => n.status().groups.every((g) => g.leader !== 0 && live.some((m) => m.id === g.leader)))
-    )
-      return;
-    if (Date.now() > deadline) throw new Error(`no leaders: ${JSON.stringify(live[0]?.status())}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+function waitLeaders(c: Cluster): Promise<void> {
+  return c.fx.waitLeaders();
 }
 
 /** groupOf is the partition group (of 3) that owns `key`. */
