@@ -27,7 +27,7 @@ import type { RpcClient, RpcStream } from '../transport/rpc-client.js';
 import type { CallOptions, ClientCore, Route, Target } from './core.js';
 import { CounterHandle } from './counters.js';
 import { Endpoints, parseAddress } from './endpoints.js';
-import { LeaseApi } from './leases.js';
+import { LeaseApi, leaseForKey } from './leases.js';
 import { LockApi } from './locks.js';
 import { checkPartitionMap, Routes } from './routing.js';
 import { type QueryOptions, runQuery, runTxn, type ScanOptions, scanItems, type TxnSpec } from './scan.js';
@@ -182,7 +182,8 @@ export class DkvClient implements ClientCore {
     checkKey(key);
     const cmd: Record<string, unknown> = { op: 'put', key, value };
     if (opts.ttlMs !== undefined) cmd.ttlMs = opts.ttlMs;
-    if (opts.lease !== undefined) cmd.lease = opts.lease;
+    // A user lease id names its group too (leases.ts); the server knows it by its index.
+    if (opts.lease !== undefined) cmd.lease = await leaseForKey(this, key, opts.lease, callOptions(opts));
     if (opts.ifVersion !== undefined) cmd.ifVersion = opts.ifVersion;
     if (opts.ifAbsent !== undefined) cmd.ifAbsent = opts.ifAbsent;
     if (opts.fence !== undefined) cmd.fence = { lock: opts.fence.lock, token: opts.fence.token };
