@@ -83,6 +83,9 @@ describe('dkv lease and lock', () => {
     expect(j.ttlMs).toBe(5000);
     expect(j.group).toBe(await client.groupOfKey('some-key'));
     expect(j.id % 4096).toBe(j.group);
+    capture();
+    expect(await dkv('put', 'some-key', 'v', '--lease', String(j.id))).toBe(EXIT.ok);
+    expect((await client.lease.timeToLive(j.id)).keys).toEqual(['some-key']);
   });
 
   it('lease revoke ends a lease; a missing lease is NOT_FOUND (exit 1)', async () => {
