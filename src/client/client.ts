@@ -27,7 +27,7 @@ import type { RpcClient, RpcStream } from '../transport/rpc-client.js';
 import type { CallOptions, ClientCore, Route, Target } from './core.js';
 import { CounterHandle } from './counters.js';
 import { Endpoints, parseAddress } from './endpoints.js';
-import { LeaseApi, leaseForKey } from './leases.js';
+import { LeaseApi, leaseForKey, leaseId } from './leases.js';
 import { LockApi } from './locks.js';
 import { checkPartitionMap, Routes } from './routing.js';
 import { type QueryOptions, runQuery, runTxn, type ScanOptions, scanItems, type TxnSpec } from './scan.js';
@@ -188,7 +188,7 @@ export class DkvClient implements ClientCore {
     if (opts.ifAbsent !== undefined) cmd.ifAbsent = opts.ifAbsent;
     if (opts.fence !== undefined) cmd.fence = { lock: opts.fence.lock, token: opts.fence.token };
     if (opts.labels !== undefined) cmd.labels = opts.labels;
-    return (await this.mutate({ key }, cmd, callOptions(opts))) as Item;
+    return this.userItem((await this.mutate({ key }, cmd, callOptions(opts))) as Item);
   }
 
   /** delete removes a key; resolves with whether it existed. */
@@ -204,7 +204,16 @@ export class DkvClient implements ClientCore {
     if (consistency !== 'linearizable' && consistency !== 'serializable')
       throw new DkvError(ErrorCode.InvalidArgument, `consistency must be linearizable or serializable`);
     const value = await this.read({ key }, { op: 'get', key }, consistency, callOptions(opts));
-    return value === null || value === undefined ? undefined : (value as Item);
+    return value === null || value === undefined ? undefined : this.userItem(value as Item);
+  }
+
+  /**
+   * userItem shows an item's lease by the id users know it by (leases.ts: the index in its
+   * group, and the group), rather than the index alone that the server stores.
+   */
+  async userItem(item: Item): Promise<Item> {
+    if (item.lease === undefined) return item;
+    return { ...item, lease: leaseId(await this.groupOfKey(item.key), item.lease) };
   }
 
   /** scan streams the items of every group whose key matches, in key order. */

@@ -654,6 +654,12 @@ export class DkvNode {
 
   /** keysOf lists every key a command names, to check they all live in one group. */
   private keysOf(cmd: Command): string[] {
+    // A fence is checked in the group that applies the command: its lock must live there too.
+    const fence = 'fence' in cmd && cmd.fence ? [cmd.fence.lock] : [];
+    return [...fence, ...this.commandKeys(cmd)];
+  }
+
+  private commandKeys(cmd: Command): string[] {
     switch (cmd.op) {
       case 'put':
       case 'delete':
