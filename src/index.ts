@@ -3,7 +3,15 @@
  *
  *     import { DkvClient } from 'dkv';
  *     const client = await DkvClient.connect({ servers: ['127.0.0.1:7401'] });
+ *     const local = await DkvClient.inProc({ dir: './data' }); // embedded: same API, no sockets
+ *
+ * Embedded mode (src/embedded.ts) loads the node and LevelDB, so it is loaded only when
+ * DkvClient.inProc is first called: a networked client never pays for it.
  */
+import { setEmbeddedFactory } from './client/embedded-hook.js';
+
+setEmbeddedFactory(async (opts) => (await import('./embedded.js')).openEmbedded(opts));
+
 export {
   type ClusterStatus,
   type Consistency,
@@ -14,4 +22,5 @@ export {
   type Item,
   type PutOptions,
 } from './client/client.js';
+export type { InProcOptions } from './client/embedded-hook.js';
 export { DkvError, type DkvErrorDetails, ErrorCode, isDkvError, isErrorCode } from './errors.js';
