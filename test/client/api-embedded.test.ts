@@ -107,6 +107,29 @@ describe('embedded mode', () => {
     expect(await codeOf(a.get('k'))).toBe(ErrorCode.Cancelled);
   });
 
+  it('keeps the transport stream semantics in process: a consumer that falls behind gets SLOW_CONSUMER with its resume point', async () => {
+    const client = await inProc();
+    cleanups.push(() => client.close());
+    const group = await client.groupOfKey('s/0');
+    const stream = await client.openStream(group, 'watch', { prefix: 's/' }, 'leader', { bufferMax: 4 });
+    for (let i = 0; i < 10; i++) await client.put(`s/${i}`, i);
+    const seen: unknown[] = [];
+    let failure: unknown;
+    try {
+      for await (const m of stream) seen.push(m);
+    } catch (err) {
+      failure = err;
+    }
+    expect(seen.length).toBeLessThanOrEqual(4);
+    expect(isDkvError(failure) && failure.code).toBe(ErrorCode.SlowConsumer);
+    expect(typeof (failure as { details: { lastRevision?: unknown } }).details.lastRevision).toBe('number');
+    // A stream open when the client closes ends with CANCELLED.
+    const open = await client.openStream(group, 'watch', { prefix: 'z/' }, 'leader');
+    const next = codeOf(open[Symbol.asyncIterator]().next());
+    await client.close();
+    expect(await next).toBe(ErrorCode.Cancelled);
+  });
+
   it('validates its options', async () => {
     expect(await codeOf(inProc({ partitions: 0 }))).toBe(ErrorCode.InvalidArgument);
     expect(await codeOf(inProc({ dir: '' }))).toBe(ErrorCode.InvalidArgument);

@@ -222,7 +222,7 @@ describe('Endpoints: backoff, probes and heartbeats', () => {
     const err = await inFlight;
     const took = performance.now() - t0;
     expect((err as DkvError).code).toBe(ErrorCode.Timeout); // written, unanswered: outcome unknown
-    expect(took).toBeLessThan(100 + 200 + 200);
+    expect(took).toBeLessThan(100 + 200 + 400); // interval + timeout + slack for a busy machine
     expect(events.some((x) => x.type === 'hung')).toBe(true);
     expect(e.isDown(address)).toBe(true);
     expect(await codeOf(e.connection(address))).toBe(ErrorCode.Unavailable);
@@ -240,7 +240,7 @@ describe('Endpoints: backoff, probes and heartbeats', () => {
     const conn = await e.connection(silent.address); // TCP connects fine
     const err = await conn.call('echo', 1).catch((x: unknown) => x as DkvError);
     expect((err as DkvError).code).toBe(ErrorCode.Timeout);
-    expect(performance.now() - t0).toBeLessThan(150 + 200);
+    expect(performance.now() - t0).toBeLessThan(150 + 400);
     expect(e.isDown(silent.address)).toBe(true);
     // Probes keep failing (each waits for an answer that never comes): it stays down.
     await sleep(500);
