@@ -26,6 +26,7 @@ import type { ClusterStatus, Consistency, GroupInfo, ReadRequest } from '../tran
 import type { RpcClient, RpcStream } from '../transport/rpc-client.js';
 import type { CallOptions, ClientCore, Route, Target } from './core.js';
 import { CounterHandle } from './counters.js';
+import { embeddedFactory, type InProcOptions } from './embedded-hook.js';
 import { Endpoints, parseAddress } from './endpoints.js';
 import { LeaseApi, leaseForKey, leaseId } from './leases.js';
 import { LockApi } from './locks.js';
@@ -170,6 +171,15 @@ export class DkvClient implements ClientCore {
       throw err;
     }
     return client;
+  }
+
+  /**
+   * inProc opens an embedded store: the same API in one process with no sockets, a single-node
+   * store in a temporary directory, or persisted to `dir` (src/embedded.ts; enabled by the
+   * package entry, 'dkv').
+   */
+  static inProc(opts: InProcOptions = {}): Promise<DkvClient> {
+    return embeddedFactory()(opts);
   }
 
   /** clientId is this client's session id (exactly-once mutations). */
