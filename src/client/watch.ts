@@ -13,8 +13,9 @@
  * - Per group the client keeps `last`, the revision of the last event (or snapshot) it
  *   accepted. When a group's stream fails (a dropped connection, NOT_LEADER, COMPACTED after
  *   the replica installed a snapshot, SLOW_CONSUMER, a node stopping) it reopens it after a
- *   short backoff (50 ms doubling to 1 s, jittered), on any replica, with `fromRevision: last`,
- *   and drops any event with revision <= last. The replica replays what followed from its
+ *   short backoff (50 ms doubling to 1 s, jittered; none after a SLOW_CONSUMER cut of a
+ *   stream that delivered), on any replica, with `fromRevision: last`, and drops any event
+ *   with revision <= last. The replica replays what followed from its
  *   history, or waits if it is behind, so nothing is lost and nothing repeats.
  * - The starting point is fixed per group before the first stream opens: `snapshot: true`
  *   starts from the snapshot's revision; `fromRevision` from that revision; a live watch
@@ -313,6 +314,8 @@ class Watch implements WatchStream, AsyncIterator<WatchEvent> {
       await this.room();
       if (this.state !== 'open') return;
       let stream: ClientStream | undefined;
+      let progressed = false;
+      let slow = false;
       try {
         if (f.last === undefined && !f.wantSnapshot) {
           f.last = await this.probe(f.group);
@@ -331,6 +334,7 @@ class Watch implements WatchStream, AsyncIterator<WatchEvent> {
         f.stream = stream;
         if (!f.wantSnapshot) this.started(f);
         for await (const m of stream) {
+          progressed = true;
           delay = RETRY_BASE_MS;
           await this.room();
           if (this.state !== 'open') break;
@@ -341,12 +345,16 @@ class Watch implements WatchStream, AsyncIterator<WatchEvent> {
         const e = toDkvError(err);
         if (FATAL.has(e.code)) return this.fail(e, false);
         if (e.code === ErrorCode.NotLeader) this.core.noteRedirect(f.group, e);
+        slow = e.code === ErrorCode.SlowConsumer;
       } finally {
         f.stream = undefined;
         stream?.close();
       }
       if (this.state !== 'open') return;
       this.reopened++;
+      // A stream cut for falling behind after delivering something is reopened at once (the
+      // consumer has made room): the server is fine. Anything else backs off.
+      if (slow && progressed) continue;
       await this.sleep(delay * (0.75 + 0.5 * Math.random()));
       delay = Math.min(RETRY_MAX_MS, delay * 2);
     }
