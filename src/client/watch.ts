@@ -15,8 +15,9 @@
  *   the replica installed a snapshot, SLOW_CONSUMER, a node stopping) it reopens it after a
  *   short backoff (50 ms doubling to 1 s, jittered; none after a SLOW_CONSUMER cut of a
  *   stream that delivered), on any replica, with `fromRevision: last`, and drops any event
- *   with revision <= last. The replica replays what followed from its
- *   history, or waits if it is behind, so nothing is lost and nothing repeats.
+ *   with revision <= last. The replica replays what followed from its history, or waits if
+ *   it is behind, so nothing is lost and nothing repeats. (The server's `lastRevision` in a
+ *   failure's details is not used: the client's own `last` is exact.)
  * - The starting point is fixed per group before the first stream opens: `snapshot: true`
  *   starts from the snapshot's revision; `fromRevision` from that revision; a live watch
  *   (neither) first learns the group's current revision with a probe (a snapshot watch of an
