@@ -85,6 +85,9 @@ const INPROC_CONTEXT: RpcContext = {
   signal: new AbortController().signal,
 };
 
+/** WATCH_DRAIN_RETRY_MS is how soon a watch stream whose socket was full tries again. */
+const WATCH_DRAIN_RETRY_MS = 5;
+
 /** KEEPALIVE_INTERVAL_MIN_MS bounds how often one stream may renew its lease. */
 const KEEPALIVE_INTERVAL_MIN_MS = 100;
 
@@ -830,28 +833,38 @@ export class DkvNode {
       },
       () => drain(),
     );
+    // One message at a time, so the hub's own cut-off (SLOW_CONSUMER, beyond its bounded
+    // buffer) names exactly the last revision sent. A push that fills the socket was still
+    // sent; the rest wait in the hub's buffer until the socket drains.
+    let paused = false;
+    let over = false;
     const drain = (): void => {
-      for (const m of sub.take()) {
+      if (paused || over) return;
+      for (;;) {
+        const [m] = sub.take(1);
+        if (m === undefined) return;
         if (m.kind === 'cancelled') {
+          over = true;
           sink.fail(
             new DkvError(m.code as ErrorCode, m.message, { lastRevision: m.lastRevision, group: g.id }),
           );
           return;
         }
         if (!sink.push({ group: g.id, ...m })) {
-          sink.fail(
-            new DkvError(ErrorCode.SlowConsumer, 'the watcher fell behind', {
-              lastRevision: sub.lastRevision,
-              group: g.id,
-            }),
-          );
-          sub.close();
+          paused = true;
+          setTimeout(() => {
+            paused = false;
+            drain();
+          }, WATCH_DRAIN_RETRY_MS);
           return;
         }
       }
     };
     drain();
-    return () => sub.close();
+    return () => {
+      over = true;
+      sub.close();
+    };
   }
 
   /** partitionMap describes a store's groups and where their leaders are. */
