@@ -22,5 +22,20 @@ export {
   type Item,
   type PutOptions,
 } from './client/client.js';
+export { type CounterAddOptions, CounterHandle, type CounterValue } from './client/counters.js';
 export type { InProcOptions } from './client/embedded-hook.js';
+export { FenceGuard } from './client/fence.js';
+export { Lease, LeaseApi, leaseId, leaseWireId } from './client/leases.js';
+export { type AcquireOptions, Lock, LockApi } from './client/locks.js';
+export type {
+  GroupItem,
+  QueryOptions,
+  QuerySort,
+  ScanOptions,
+  TxnCompare,
+  TxnOp,
+  TxnResult,
+  TxnSpec,
+} from './client/scan.js';
+export type { CompactedInfo, WatchEvent, WatchOptions, WatchStream } from './client/watch.js';
 export { DkvError, type DkvErrorDetails, ErrorCode, isDkvError, isErrorCode } from './errors.js';

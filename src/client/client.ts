@@ -31,7 +31,20 @@ import { Endpoints, parseAddress } from './endpoints.js';
 import { LeaseApi, leaseForKey, leaseId } from './leases.js';
 import { LockApi } from './locks.js';
 import { checkPartitionMap, Routes } from './routing.js';
-import { type QueryOptions, runQuery, runTxn, type ScanOptions, scanItems, type TxnSpec } from './scan.js';
+import {
+  countKeys,
+  countQuery,
+  defineIndexes,
+  type GroupItem,
+  type QueryOptions,
+  runQuery,
+  runTxn,
+  type ScanOptions,
+  scanItems,
+  streamQuery,
+  type TxnResult,
+  type TxnSpec,
+} from './scan.js';
 import { ClientSession, randomClientId } from './session.js';
 import type { Item } from './types.js';
 import { openWatch, type WatchOptions, type WatchStream } from './watch.js';
@@ -227,17 +240,37 @@ export class DkvClient implements ClientCore {
   }
 
   /** scan streams the items of every group whose key matches, in key order. */
-  scan(opts: ScanOptions = {}): AsyncIterable<Item> {
+  scan(opts: ScanOptions = {}): AsyncIterable<GroupItem> {
     return scanItems(this, opts);
   }
 
+  /** count counts the keys in a prefix or range, over every group. */
+  count(opts: { prefix?: string; start?: string; end?: string } & CallOptions = {}): Promise<number> {
+    return countKeys(this, opts);
+  }
+
+  /** defineIndexes declares the store's indexes (on every group; existing data is indexed). */
+  defineIndexes(defs: Parameters<typeof defineIndexes>[1], opts: CallOptions = {}): Promise<void> {
+    return defineIndexes(this, defs, opts) as Promise<void>;
+  }
+
   /** query runs an index query across the store's groups. */
-  query(query: unknown, opts: QueryOptions = {}): Promise<Item[]> {
+  query(query: unknown, opts: QueryOptions = {}): Promise<GroupItem[]> {
     return runQuery(this, query, opts);
   }
 
+  /** queryStream streams a query's results (bounded memory). */
+  queryStream(query: unknown, opts: QueryOptions = {}): AsyncIterable<GroupItem> {
+    return streamQuery(this, query, opts);
+  }
+
+  /** queryCount counts a query's matches. */
+  queryCount(query: unknown, opts: QueryOptions = {}): Promise<number> {
+    return countQuery(this, query, opts);
+  }
+
   /** txn runs a transaction within one group (the group of its keys). */
-  txn(spec: TxnSpec, opts: CallOptions = {}): Promise<unknown> {
+  txn(spec: TxnSpec, opts: CallOptions = {}): Promise<TxnResult> {
     return runTxn(this, spec, opts);
   }
 
