@@ -255,6 +255,7 @@ class EmbeddedServer implements LocalServer {
     return c;
   }
 
+  /** forget drops a connection that ended. */
   forget(c: InProcConnection): void {
     this.connections.delete(c);
   }
@@ -528,9 +529,10 @@ function wireError(err: unknown, op: string): DkvError {
 
 /**
  * InProcStream is the receiving end of an in-process stream: items buffered up to
- * bufferMax. `offer` answers false once the buffer is full (the node then fails the stream
- * with SLOW_CONSUMER and its resume point); an item offered past that cuts the stream off
- * with SLOW_CONSUMER, as RpcClient does.
+ * bufferMax, as RpcClient buffers them. `offer` delivers the item and answers false once the
+ * buffer is half full, the in-process counterpart of a socket that needs draining (the node
+ * then paces the stream); an item offered to a full buffer cuts the stream off with
+ * SLOW_CONSUMER, as RpcClient does.
  */
 class InProcStream implements ClientStream, AsyncIterator<unknown> {
   readonly op: string;
@@ -575,7 +577,9 @@ class InProcStream implements ClientStream, AsyncIterator<unknown> {
       return false;
     }
     this.items.push(value);
-    return this.buffered < this.bufferMax;
+    // Past half the buffer, ask the server to slow down (as a socket that needs draining
+    // does); the item is delivered all the same.
+    return this.buffered * 2 < this.bufferMax;
   }
 
   /** finish ends the stream: quietly, or with `err` after the buffered items (at once when `now`). */

@@ -41,6 +41,10 @@ function tcpHandles(): number {
   return process.getActiveResourcesInfo().filter((r) => r.startsWith('TCP')).length;
 }
 
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
 async function codeOf(p: Promise<unknown>): Promise<string> {
   try {
     await p;
@@ -107,22 +111,37 @@ describe('embedded mode', () => {
     expect(await codeOf(a.get('k'))).toBe(ErrorCode.Cancelled);
   });
 
-  it('keeps the transport stream semantics in process: a consumer that falls behind gets SLOW_CONSUMER with its resume point', async () => {
+  it('keeps the transport stream semantics in process: backpressure paces a slow consumer, one that stops reading is cut off', async () => {
     const client = await inProc();
     cleanups.push(() => client.close());
     const group = await client.groupOfKey('s/0');
-    const stream = await client.openStream(group, 'watch', { prefix: 's/' }, 'leader', { bufferMax: 4 });
-    for (let i = 0; i < 10; i++) await client.put(`s/${i}`, i);
+    // A consumer slower than the writes, with a small buffer: paced, nothing lost, no cut.
+    const slow = await client.openStream(group, 'watch', { prefix: 's/' }, 'leader', { bufferMax: 4 });
+    const reading = (async () => {
+      const keys: string[] = [];
+      for await (const m of slow) {
+        const e = (m as { event?: { key: string } }).event;
+        if (e !== undefined) keys.push(e.key);
+        if (keys.length === 30) break;
+        await sleep(2);
+      }
+      return keys;
+    })();
+    for (let i = 0; i < 30; i++) await client.put(`s/${String(i).padStart(2, '0')}`, i);
+    expect(await reading).toEqual(Array.from({ length: 30 }, (_, i) => `s/${String(i).padStart(2, '0')}`));
+    // A consumer that stops reading: at most bufferMax items, then SLOW_CONSUMER.
+    const stuck = await client.openStream(group, 'watch', { prefix: 't/' }, 'leader', { bufferMax: 4 });
+    for (let i = 0; i < 20; i++) await client.put(`t/${i}`, i);
+    await sleep(100); // the node's paced retries reach the full buffer
     const seen: unknown[] = [];
     let failure: unknown;
     try {
-      for await (const m of stream) seen.push(m);
+      for await (const m of stuck) seen.push(m);
     } catch (err) {
       failure = err;
     }
     expect(seen.length).toBeLessThanOrEqual(4);
     expect(isDkvError(failure) && failure.code).toBe(ErrorCode.SlowConsumer);
-    expect(typeof (failure as { details: { lastRevision?: unknown } }).details.lastRevision).toBe('number');
     // A stream open when the client closes ends with CANCELLED.
     const open = await client.openStream(group, 'watch', { prefix: 'z/' }, 'leader');
     const next = codeOf(open[Symbol.asyncIterator]().next());
