@@ -142,6 +142,11 @@ function toDkvError(err: unknown): DkvError {
 }
 
 /** DkvClient talks to a DKV cluster. */
+/** MutateOptions: CallOptions, and whether the mutation runs in a session of its own. */
+export interface MutateOptions extends CallOptions {
+  readonly ownSession?: boolean;
+}
+
 export class DkvClient implements ClientCore {
   readonly store: string;
   readonly requestTimeoutMs: number;
@@ -307,10 +312,16 @@ export class DkvClient implements ClientCore {
    * mutate proposes one command (commands.ts) to the group of `route`, exactly once: the
    * session seq is kept across retries. For the client's own modules (leases, locks, ...).
    */
-  mutate(route: Route, cmd: Record<string, unknown>, opts: CallOptions = {}): Promise<unknown> {
-    const seq = this.session.begin();
+  mutate(route: Route, cmd: Record<string, unknown>, opts: MutateOptions = {}): Promise<unknown> {
+    // A request that may wait long (a queued lock acquire) gets a session of its own: in the
+    // client's session it would hold `ack` down, and the group keeps every later answer until
+    // `ack` passes it (at most 1024, then OVERLOADED).
+    const session = opts.ownSession ? new ClientSession(randomClientId()) : this.session;
+    const seq = session.begin();
     const args = { store: this.store, ...route, cmd };
-    return this.routed(route, 'cmd', args, 'leader', seq, opts).finally(() => this.session.finish(seq));
+    return this.routed(route, 'cmd', args, 'leader', { session, seq }, opts).finally(() =>
+      session.finish(seq),
+    );
   }
 
   /** read runs a read on the group of `route`: on its leader (linearizable) or any replica. */
@@ -410,9 +421,10 @@ export class DkvClient implements ClientCore {
     op: 'cmd' | 'read',
     args: Record<string, unknown>,
     target: Target,
-    seq: number | undefined,
+    tag: { session: ClientSession; seq: number } | undefined,
     opts: CallOptions,
   ): Promise<unknown> {
+    const seq = tag?.seq;
     const budget = opts.timeoutMs ?? this.requestTimeoutMs;
     const deadline = performance.now() + budget;
     const signal = opts.signal;
@@ -471,7 +483,7 @@ export class DkvClient implements ClientCore {
       if (remaining < LAST_ATTEMPT_MIN_MS) break;
       const timeoutMs = Math.max(1, Math.min(remaining, Math.max(ATTEMPT_TIMEOUT_MIN_MS, budget / 2)));
       const wire: Record<string, unknown> = { ...args, epoch: routes.map.epoch };
-      if (seq !== undefined) wire.session = this.session.tag(seq);
+      if (tag !== undefined) wire.session = tag.session.tag(tag.seq);
       try {
         return await conn.call(op, wire, { timeoutMs, ...(signal && { signal }) });
       } catch (err) {

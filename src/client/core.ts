@@ -28,7 +28,11 @@ export interface ClientCore {
   readonly store: string;
   readonly requestTimeoutMs: number;
   /** mutate proposes one command (src/statemachine/commands.ts) to the group of `route`, exactly once. */
-  mutate(route: Route, cmd: Record<string, unknown>, opts?: CallOptions): Promise<unknown>;
+  mutate(
+    route: Route,
+    cmd: Record<string, unknown>,
+    opts?: CallOptions & { ownSession?: boolean },
+  ): Promise<unknown>;
   /** read runs a read on the group of `route`. */
   read(route: Route, read: ReadRequest, consistency: Consistency, opts?: CallOptions): Promise<unknown>;
   /** groups lists the store's partition groups. */

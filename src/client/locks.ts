@@ -194,7 +194,8 @@ export class LockApi {
       const r = (await this.core.mutate(
         { key: name },
         { op: 'lock.acquire', name, lease: lease.wireId, ...(waitMs !== undefined && { waitMs }) },
-        { timeoutMs, ...(opts.signal !== undefined && { signal: opts.signal }) },
+        // Its own session: a long wait must not hold back the client's other requests (core.ts).
+        { timeoutMs, ownSession: true, ...(opts.signal !== undefined && { signal: opts.signal }) },
       )) as { acquired?: unknown; token?: unknown };
       if (r?.acquired === true && typeof r.token === 'number')
         return new Lock(this.core, name, r.token, lease);
