@@ -284,26 +284,29 @@ export class Endpoints {
    * is refused at once with UNAVAILABLE (its probe will bring it back); a failed connect
    * fails with UNAVAILABLE and puts the server down.
    */
-  async connection(address: string): Promise<Connection> {
-    if (this.closed) throw new DkvError(ErrorCode.Cancelled, 'client closed');
+  connection(address: string): Promise<Connection> {
+    if (this.closed) return Promise.reject(new DkvError(ErrorCode.Cancelled, 'client closed'));
     const e = this.endpoint(address);
     e.uses++;
     const link = e.link;
     if (e.state === 'up' && link !== undefined) {
-      if (!link.conn.closed) return link.conn;
+      if (!link.conn.closed) return Promise.resolve(link.conn); // the hot path: no await
       this.setDown(e, 'connection lost');
     }
     if (e.state === 'down') {
       const inMs = Math.max(0, Math.round(e.nextProbeAt - performance.now()));
-      throw new DkvError(
-        ErrorCode.Unavailable,
-        `${address} is down (${e.lastError ?? 'unreachable'}); ${e.probing ? 'probing it now' : `next probe in ${inMs} ms`}`,
+      return Promise.reject(
+        new DkvError(
+          ErrorCode.Unavailable,
+          `${address} is down (${e.lastError ?? 'unreachable'}); ${e.probing ? 'probing it now' : `next probe in ${inMs} ms`}`,
+        ),
       );
     }
-    const opened = await this.open(e);
-    // A probe may have put it down meanwhile (then its own ping decides).
-    if ((e.state as EndpointState) !== 'down') this.setUp(e, true);
-    return opened.conn;
+    return this.open(e).then((opened) => {
+      // A probe may have put it down meanwhile (then its own ping decides).
+      if ((e.state as EndpointState) !== 'down') this.setUp(e, true);
+      return opened.conn;
+    });
   }
 
   /**
