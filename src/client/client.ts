@@ -23,11 +23,10 @@
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import type { ReconnectPolicy } from '../transport/backoff.js';
 import type { ClusterStatus, Consistency, GroupInfo, ReadRequest } from '../transport/protocol.js';
-import type { RpcClient, RpcStream } from '../transport/rpc-client.js';
-import type { CallOptions, ClientCore, Route, Target } from './core.js';
+import type { CallOptions, ClientCore, ClientStream, Route, Target } from './core.js';
 import { CounterHandle } from './counters.js';
 import { embeddedFactory, type InProcOptions } from './embedded-hook.js';
-import { Endpoints, parseAddress } from './endpoints.js';
+import { type Connection, Endpoints, type HeartbeatPolicy, parseAddress } from './endpoints.js';
 import { LeaseApi, leaseForKey, leaseId } from './leases.js';
 import { LockApi } from './locks.js';
 import { checkPartitionMap, Routes } from './routing.js';
@@ -65,6 +64,8 @@ export interface DkvClientOptions {
   readonly reconnect?: Partial<ReconnectPolicy>;
   /** Largest frame either way (default 16 MiB, the nodes' default). */
   readonly frameBytesMax?: number;
+  /** Hung-connection detection: a ping every intervalMs, hung after timeoutMs (default 1000/2000). */
+  readonly heartbeat?: Partial<HeartbeatPolicy>;
 }
 
 /** Fence names a lock and the token its holder was granted. */
@@ -172,6 +173,7 @@ export class DkvClient implements ClientCore {
       frameBytesMax: opts.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX,
       connectTimeoutMs: Math.min(timeout, 2000),
       reconnect: { ...DEFAULT_RECONNECT, ...opts.reconnect },
+      ...(opts.heartbeat !== undefined && { heartbeat: opts.heartbeat }),
     });
   }
 
@@ -196,7 +198,7 @@ export class DkvClient implements ClientCore {
    * store in a temporary directory, or persisted to `dir` (src/embedded.ts; enabled by the
    * package entry, 'dkv').
    */
-  static inProc(opts: InProcOptions = {}): Promise<DkvClient> {
+  static async inProc(opts: InProcOptions = {}): Promise<DkvClient> {
     return embeddedFactory()(opts);
   }
 
@@ -363,7 +365,7 @@ export class DkvClient implements ClientCore {
     args: Record<string, unknown>,
     target: Target,
     opts: CallOptions & { bufferMax?: number } = {},
-  ): Promise<RpcStream> {
+  ): Promise<ClientStream> {
     const deadline = performance.now() + (opts.timeoutMs ?? this.requestTimeoutMs);
     let lastError: DkvError | undefined;
     const failed = new Set<string>();
@@ -381,7 +383,7 @@ export class DkvClient implements ClientCore {
         continue;
       }
       try {
-        const conn = await this.endpoints.get(address);
+        const conn = await this.endpoints.connection(address);
         const stream = conn.stream(
           op,
           { store: this.store, group, ...args },
@@ -468,9 +470,9 @@ export class DkvClient implements ClientCore {
         await pause();
         continue;
       }
-      let conn: RpcClient;
+      let conn: Connection;
       try {
-        conn = await this.endpoints.get(address);
+        conn = await this.endpoints.connection(address);
       } catch (err) {
         lastError = toDkvError(err);
         if (lastError.code === ErrorCode.Cancelled) throw lastError;
@@ -514,6 +516,8 @@ export class DkvClient implements ClientCore {
               this.endpoints.markDown(address);
               routes.noteLeader(group.id, 0);
               this.refreshMapSoon();
+            } else {
+              this.endpoints.suspect(address); // a ping now: is the connection hung?
             }
             continue;
           case ErrorCode.Unavailable:
@@ -539,6 +543,18 @@ export class DkvClient implements ClientCore {
       throw new DkvError(
         ErrorCode.Timeout,
         `no answer within ${budget} ms; the outcome is unknown (last: ${lastError?.message ?? 'none'})`,
+      );
+    // Redirects are the client's to handle (CONTRACT.md): running out of time on them means
+    // no leader was reachable.
+    if (
+      lastError !== undefined &&
+      (lastError.code === ErrorCode.NotLeader || lastError.code === ErrorCode.WrongGroup)
+    )
+      throw new DkvError(
+        ErrorCode.Unavailable,
+        `no leader reachable within ${budget} ms (last: ${lastError.message})`,
+        {},
+        { cause: lastError },
       );
     throw lastError ?? new DkvError(ErrorCode.Timeout, `no answer within ${budget} ms`);
   }
@@ -584,8 +600,10 @@ export class DkvClient implements ClientCore {
         const remaining = deadline - performance.now();
         if (remaining <= 0) break;
         try {
-          const conn = await this.endpoints.get(address);
-          return await conn.call(op, args, { timeoutMs: remaining });
+          const conn = await this.endpoints.connection(address);
+          // One attempt may not eat the whole budget: a slow or hung server is left for the next.
+          const timeoutMs = Math.max(1, Math.min(remaining, Math.max(ATTEMPT_TIMEOUT_MIN_MS, remaining / 2)));
+          return await conn.call(op, args, { timeoutMs });
         } catch (err) {
           const e = toDkvError(err);
           if (!isRetryable(e.code)) throw e;

@@ -65,7 +65,7 @@ export class Sessions {
    * begin records the client's activity and its `ack` before a new request is applied, and
    * refuses a request that would overflow its bounded table (OVERLOADED, deterministic).
    */
-  begin(client: string, ack: number, now: number): void {
+  begin(client: string, seq: number, ack: number, now: number): void {
     let s = this.byClient.get(client);
     if (!s) {
       s = { ack: 1, lastActive: now, results: new Map() };
@@ -73,13 +73,16 @@ export class Sessions {
     }
     s.lastActive = Math.max(s.lastActive, now);
     if (ack > s.ack) {
-      for (const seq of [...s.results.keys()]) if (seq < ack) s.results.delete(seq);
+      for (const k of [...s.results.keys()]) if (k < ack) s.results.delete(k);
       s.ack = ack;
     }
-    if (s.results.size >= this.config.resultsMax) {
+    // A window of seqs rather than a count of answers: the oldest request in flight (seq ===
+    // ack) is always admitted, so a retry that reaches a new leader late is not locked out by
+    // the newer answers kept meanwhile. Kept answers lie in [ack, ack + resultsMax).
+    if (seq >= s.ack + this.config.resultsMax) {
       throw new DkvError(
         ErrorCode.Overloaded,
-        `client ${client} has ${s.results.size} unacknowledged requests (the most is ${this.config.resultsMax})`,
+        `request ${seq} of client ${client} is ${seq - s.ack} past its oldest unacknowledged one (the most is ${this.config.resultsMax - 1})`,
       );
     }
   }

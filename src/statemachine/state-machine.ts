@@ -238,7 +238,7 @@ export class GroupStateMachine implements SnapshotableStateMachine {
       return failed(bad(`request ${seq} of client ${client} was answered and acknowledged already`));
     }
     try {
-      this.sessions.begin(client, ack, this.clock);
+      this.sessions.begin(client, seq, ack, this.clock);
     } catch (err) {
       if (!isDkvError(err)) throw err;
       return failed(err);

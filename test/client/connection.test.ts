@@ -381,7 +381,7 @@ describe('DkvClient: AbortSignal and timeouts on calls', () => {
     await c.stopNode(2);
     await c.stopNode(3);
     // NOT_LEADER is accepted here only until client.ts stops surfacing it (see the next test).
-    const outOfTime = [ErrorCode.Timeout, ErrorCode.Unavailable, ErrorCode.NotLeader];
+    const outOfTime = [ErrorCode.Timeout, ErrorCode.Unavailable];
     let t0 = performance.now();
     const put = await codeOf(client.put('k', 3, { timeoutMs: 400 }));
     let took = performance.now() - t0;
@@ -415,12 +415,10 @@ describe('DkvClient: AbortSignal and timeouts on calls', () => {
     expect(await client.get('k')).toMatchObject({ value: 5 });
   });
 
-  // Known client.ts bug, reported to the lead with a fix: when a call's deadline passes while
-  // the only reachable replica answers NOT_LEADER (no leader: the group lost its quorum), the
-  // call fails with NOT_LEADER, which the contract says is handled inside the client; it
-  // should fail with UNAVAILABLE (or TIMEOUT when an attempt may have taken effect).
-  // `it.fails` turns red once it is fixed: then make it a plain `it`.
-  it.fails('a call that runs out of time with no leader reachable fails with UNAVAILABLE or TIMEOUT, never NOT_LEADER', async () => {
+  // When a call's deadline passes while the only reachable replica answers NOT_LEADER (no
+  // leader: the group lost its quorum), the call fails with UNAVAILABLE (or TIMEOUT when an
+  // attempt may have taken effect): NOT_LEADER is handled inside the client (CONTRACT.md).
+  it('a call that runs out of time with no leader reachable fails with UNAVAILABLE or TIMEOUT, never NOT_LEADER', async () => {
     const c = await cluster();
     const client = await c.client();
     await client.put('k', 1);
