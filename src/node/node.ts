@@ -1013,8 +1013,10 @@ export class DkvNode {
           if (target !== undefined || st.leadTransferee !== 0) movable++;
           if (target !== undefined && st.leadTransferee === 0) g.raw.transferLeader(target);
         }
-        // Done when nothing is led any more, or when no peer is there to take over.
-        if (leading === 0 || movable === 0) break;
+        // Done when nothing is led any more, or when no peer is up to take over (a peer that
+        // is up but still catching up may become a target in a moment).
+        const anyPeerUp = [...this.peerUp.values()].some(Boolean);
+        if (leading === 0 || (movable === 0 && !anyPeerUp)) break;
         this.schedule();
         await new Promise((r) => setTimeout(r, 50));
       }
