@@ -15,7 +15,7 @@ import {
   type ModelOptions,
   mix32,
   type Operation,
-  originOf,
+  operationOf,
   partitionByKey,
   REJECTED,
   type StepResult,
@@ -79,16 +79,7 @@ export function bindCounter(options: ModelOptions): BoundModel<number, CounterIn
         } else {
           throw new HistoryParseError(line, `counter model: unknown f ${show(h.f)} (add or read)`);
         }
-        out.push({
-          id: h.id,
-          key: h.key ?? '',
-          process: h.process,
-          input,
-          output,
-          call: h.call,
-          ret: h.ret,
-          origin: originOf(line, h.completion?.line),
-        });
+        out.push(operationOf(h, input, output));
       }
       return out;
     },

@@ -16,7 +16,7 @@ import {
   type ModelFactory,
   type ModelOptions,
   type Operation,
-  originOf,
+  operationOf,
   partitionByKey,
   REJECTED,
   type StepResult,
@@ -126,16 +126,7 @@ export function bindKv(options: ModelOptions): BoundModel<KvString, KvInput, KvS
         } else {
           throw new HistoryParseError(line, `kv model: unknown f ${show(h.f)} (get, put or append)`);
         }
-        out.push({
-          id: h.id,
-          key: h.key ?? '',
-          process: h.process,
-          input,
-          output,
-          call: h.call,
-          ret: h.ret,
-          origin: originOf(line, h.completion?.line),
-        });
+        out.push(operationOf(h, input, output));
       }
       return out;
     },

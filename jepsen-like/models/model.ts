@@ -125,6 +125,20 @@ export function originOf(invokeLine: number, completionLine: number | undefined)
     : `lines ${invokeLine}-${completionLine}`;
 }
 
+/** operationOf makes a history op into a model operation, with the model's input and output. */
+export function operationOf<I, O>(h: HistoryOp, input: I, output: O | undefined): Operation<I, O> {
+  return {
+    id: h.id,
+    key: h.key ?? '',
+    process: h.process,
+    input,
+    output,
+    call: h.call,
+    ret: h.ret,
+    origin: originOf(h.invoke.line, h.completion?.line),
+  };
+}
+
 /** ModelOptions are the options of `check` that shape a model. */
 export interface ModelOptions {
   /** The initial value (`--init JSON`); each model documents its default. */

@@ -22,7 +22,7 @@ import {
   type ModelOptions,
   mix32,
   type Operation,
-  originOf,
+  operationOf,
   partitionByKey,
   REJECTED,
   type StepResult,
@@ -107,16 +107,7 @@ export function bindMutex(_options: ModelOptions): BoundModel<MutexState, MutexI
         } else {
           throw new HistoryParseError(line, `mutex model: unknown f ${show(h.f)} (acquire or release)`);
         }
-        out.push({
-          id: h.id,
-          key: h.key ?? '',
-          process: h.process,
-          input,
-          output,
-          call: h.call,
-          ret: h.ret,
-          origin: originOf(line, h.completion?.line),
-        });
+        out.push(operationOf(h, input, output));
       }
       return out;
     },

@@ -21,7 +21,7 @@ import {
   type ModelOptions,
   mix32,
   type Operation,
-  originOf,
+  operationOf,
   partitionByKey,
   REJECTED,
   type StepResult,
@@ -127,16 +127,7 @@ export function bindRegister(options: ModelOptions): BoundModel<number, Register
         } else {
           throw new HistoryParseError(line, `register model: unknown f ${show(h.f)} (read, write or cas)`);
         }
-        out.push({
-          id: h.id,
-          key: h.key ?? '',
-          process: h.process,
-          input,
-          output,
-          call: h.call,
-          ret: h.ret,
-          origin: originOf(line, h.completion?.line),
-        });
+        out.push(operationOf(h, input, output));
       }
       return out;
     },

@@ -22,7 +22,7 @@ import {
   type ModelOptions,
   mix32,
   type Operation,
-  originOf,
+  operationOf,
   partitionByKey,
   REJECTED,
   type StepResult,
@@ -130,16 +130,7 @@ export function bindSet(options: ModelOptions): BoundModel<SetState, SetInput, S
         } else {
           throw new HistoryParseError(line, `set model: unknown f ${show(h.f)} (add or read)`);
         }
-        out.push({
-          id: h.id,
-          key: h.key ?? '',
-          process: h.process,
-          input,
-          output,
-          call: h.call,
-          ret: h.ret,
-          origin: originOf(line, h.completion?.line),
-        });
+        out.push(operationOf(h, input, output));
       }
       return out;
     },
