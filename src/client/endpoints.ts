@@ -309,14 +309,6 @@ export class Endpoints {
     });
   }
 
-  /**
-   * get is `connection` typed as RpcClient, for client.ts until it uses Connection: an
-   * embedded connection is not an RpcClient, but client.ts only uses call, stream and closed.
-   */
-  get(address: string): Promise<RpcClient> {
-    return this.connection(address) as Promise<unknown> as Promise<RpcClient>;
-  }
-
   /** close closes every connection and releases embedded servers; later calls fail with CANCELLED. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -1039,8 +1039,3 @@ export class DkvNode {
     this.log('info', 'node stopped', { node: this.id });
   }
 }
-
-/** isRedirect says whether an error sends the client elsewhere. */
-export function isRedirect(err: unknown): boolean {
-  return isDkvError(err) && (err.code === ErrorCode.NotLeader || err.code === ErrorCode.WrongGroup);
-}
