@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { DkvError, ErrorCode, isDkvError } from '../src/errors.js';
 import { checkCounter } from './checkers/counter.js';
 import { checkFencing } from './checkers/fencing.js';
+import { checkLease } from './checkers/lease.js';
 import { checkSet } from './checkers/set.js';
 import { checkWatch } from './checkers/watch.js';
 import { type History, parseHistory } from './history.js';
@@ -24,7 +25,7 @@ import { PorcupineFormat, parsePorcupine } from './porcupine-format.js';
 import { type CheckerResult, combineVerdicts, formatCheckerResult, type Verdict } from './verdict.js';
 
 /** CHECKERS lists what `--checker` accepts. */
-export const CHECKERS = ['linearizability', 'fencing', 'set', 'counter', 'watch'] as const;
+export const CHECKERS = ['linearizability', 'fencing', 'set', 'counter', 'watch', 'lease'] as const;
 type CheckerName = (typeof CHECKERS)[number];
 
 /** FORMATS lists what `--format` accepts. */
@@ -162,6 +163,7 @@ async function check(args: string[], io: CliIo): Promise<number> {
     else if (c === 'set') results.push(checkSet(history));
     else if (c === 'counter')
       results.push(checkCounter(history, typeof init === 'number' ? { initial: init } : {}));
+    else if (c === 'lease') results.push(checkLease(history));
     else results.push(checkWatch(history));
   }
   const valid = combineVerdicts([...(lin === undefined ? [] : [lin.valid]), ...results.map((r) => r.valid)]);
