@@ -6,8 +6,9 @@
  *
  * `check` reads a saved history, runs the checkers on it, prints the result, and exits 0
  * when valid, 1 when invalid, 3 when unknown. Usage and parse errors print
- * `error CODE: message` on stderr and exit 2. It writes no file. `test` (the runner) is not
- * built yet. Reading the file is the only I/O; `main` takes it injected, for tests.
+ * `error CODE: message` on stderr and exit 2. It writes no file. Reading the file is the
+ * only I/O; `main` takes it injected, for tests. `test` runs a real cluster under faults
+ * (runner/cli-test.ts, runner/run.ts) and writes its outputs into `--out`.
  */
 import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
@@ -22,6 +23,7 @@ import { type History, parseHistory } from './history.js';
 import { type CheckResult, checkOperations, formatResult } from './linearizability.js';
 import { MODELS } from './models/index.js';
 import { PorcupineFormat, parsePorcupine } from './porcupine-format.js';
+import { TEST_USAGE, testCommand } from './runner/cli-test.js';
 import { type CheckerResult, combineVerdicts, formatCheckerResult, type Verdict } from './verdict.js';
 
 /** CHECKERS lists what `--checker` accepts. */
@@ -45,7 +47,7 @@ export interface CliIo {
 }
 
 const USAGE = `usage: jepsen check [--model M] FILE [options]
-       jepsen test ...            (the cluster runner: not built yet)
+       jepsen test --workload W [options]   (a real cluster under faults)
 
 check options:
   --model M              ${[...MODELS.values()].map((m) => m.name).join(' | ')} (for linearizability)
@@ -58,6 +60,8 @@ check options:
 
 models:
 ${[...MODELS.values()].map((m) => `  ${m.name.padEnd(9)} ${m.summary}`).join('\n')}
+
+${TEST_USAGE}
 
 exit: 0 valid, 1 invalid, 3 unknown, 2 usage or parse error`;
 
@@ -195,11 +199,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     }
     if (command === undefined) throw usageError('a command is required: check or test');
     if (command === 'check') return await check(rest, io);
-    if (command === 'test')
-      throw new DkvError(
-        ErrorCode.Unsupported,
-        'the test runner (real cluster, nemeses, workloads) is not built yet; only `check` is',
-      );
+    if (command === 'test') return await testCommand(rest, io);
     throw usageError(`unknown command ${command}`);
   } catch (err) {
     if (isDkvError(err)) {
