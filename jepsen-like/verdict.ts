@@ -1,6 +1,6 @@
 /**
  * Verdicts and the result shape shared by the checkers that are not the linearizability
- * search (fencing, set, counter, watch).
+ * search (fencing, set, counter, watch, lease).
  */
 
 /** Verdict is a checker's answer: valid, not, or unknown (a budget ran out). */

@@ -6,15 +6,16 @@
  *
  * History form (`time` is monotonic ns; "A -> B": A completed before B was invoked, by index):
  * - `grant`: `key` = the lease's name (unique in the history); invoke `value` `{"ttlMs": N}`;
- *   `ok` = granted (its value is the lease id); `fail` = not granted.
+ *   `ok` = granted (its value is the lease id); `fail` = not granted. A grant with the field
+ *   `"keepalive": "stream"` is renewed by a stream the history does not record: untimed.
  * - `keepalive`: `key` = the lease's name; `ok` = renewed; `fail` = the lease was gone.
  * - `revoke`: `key` = the lease's name; `ok` = revoked.
  * - `lput`: `key` = a data key (unique per lput), invoke field `"lease": NAME`, invoke
  *   `value` = the value written; `ok` = the key exists, bound to the lease.
  * - `lread`: `key` = a key some lput wrote; the `ok` completion's `value` is the value
  *   read, null when absent. The workload never deletes or overwrites these keys itself.
- * - `acquire` with an invoke field `"lease": NAME` (others are ignored): `key` = the lock;
- *   the `ok` value is the fencing token.
+ * - `acquire` with an invoke field `"lease": NAME` (others, or `null`, are ignored):
+ *   `key` = the lock; the `ok` value is the fencing token.
  * - `holder`: `key` = the lock; the `ok` value is `{"lease": NAME | null, "token": N | null}`.
  * Other ops are ignored, so a history may mix workloads.
  *
@@ -27,8 +28,8 @@
  *   counts: it proves the lease alive then, hence at X.
  * - latest(X) = max(the grant's completion time, the completion time of every ok keepalive
  *   invoked before X) + ttl·rateMax. Defined only when the lease's grant and keepalives all
- *   have known outcomes (an `info` one may have extended it at any time); such leases are
- *   "untimed" and skip the expiry rules. Ending a lease (deleting its keys, handing its
+ *   have known outcomes (an `info` one may have extended it at any time) and are all
+ *   recorded; other leases are "untimed" and skip the expiry rules. Ending a lease (deleting its keys, handing its
  *   locks over) needs an entry to commit: the expiry rules allow `lateMs` past latest.
  *
  * Rules:
@@ -54,7 +55,6 @@
  * O(n log n): per lease, its ok keepalives sorted by invoke with prefix maxima; per lock,
  * its observed tokens with suffix minima.
  */
-
 import { DkvError, ErrorCode } from '../../src/errors.js';
 import { canonicalJson } from '../canonical-json.js';
 import { type History, type HistoryEvent, type HistoryOp, show } from '../history.js';
@@ -66,7 +66,7 @@ export interface LeaseCheckOptions {
   readonly rateMax?: number;
   /** Allowance for early expiry on top of the rate, for clock steps and rounding (default 50 ms). */
   readonly slackMs?: number;
-  /** How long past its latest deadline a lease may take to end: the expiry entry must commit (default 2000 ms). */
+  /** How long past its latest deadline a lease may take to end: an entry must commit (default 2000 ms). */
   readonly lateMs?: number;
 }
 
@@ -118,13 +118,14 @@ function ms(ns: number): string {
   return `${(ns / NS_PER_MS).toFixed(3)} ms`;
 }
 
-function evAt(ev: HistoryEvent | undefined): string {
-  return ev === undefined ? 'never' : `index ${ev.index} at ${ms(ev.time)}`;
+function evAt(ev: HistoryEvent): string {
+  return `index ${ev.index} at ${ms(ev.time)}`;
 }
 
 /** describe names an op for a message: its id, f, key, and invoke and completion (index, time). */
 function describe(op: HistoryOp): string {
-  return `op ${op.id} ${op.f} ${show(op.key)} (invoked ${evAt(op.invoke)}, ${op.status} ${evAt(op.completion)})`;
+  const done = op.completion === undefined ? 'never answered' : `${op.status} ${evAt(op.completion)}`;
+  return `op ${op.id} ${op.f} ${show(op.key)} (invoked ${evAt(op.invoke)}, ${done})`;
 }
 
 function leaseField(op: HistoryOp): unknown {
@@ -180,6 +181,7 @@ export function checkLease(history: History, options: LeaseCheckOptions = {}): C
   const leases = new Map<string, Lease>();
   /** Names whose grant failed or was malformed: references to them are malformed too. */
   const notGranted = new Map<string, string>();
+  const grantOf = new Map<string, HistoryOp>();
 
   for (const op of history.ops) {
     if (op.f !== 'grant') continue;
@@ -188,14 +190,15 @@ export function checkLease(history: History, options: LeaseCheckOptions = {}): C
       v.add('malformed', '', 'a grant has no key (the lease name)', [op.id]);
       continue;
     }
-    const previous = leases.get(name);
+    const previous = grantOf.get(name);
     if (previous !== undefined) {
       v.add('malformed', name, `lease ${show(name)} is granted twice; lease names must be unique`, [
-        previous.grant.id,
+        previous.id,
         op.id,
       ]);
       continue;
     }
+    grantOf.set(name, op);
     if (op.status === 'fail') {
       notGranted.set(name, 'whose grant failed');
       continue;
@@ -212,7 +215,7 @@ export function checkLease(history: History, options: LeaseCheckOptions = {}): C
       name,
       grant: op,
       ttlNs: ttl * NS_PER_MS,
-      untimed: op.status === 'info',
+      untimed: op.status === 'info' || op.invoke.fields.keepalive === 'stream',
       keepalives: [],
       renewals: undefined,
       revoked: undefined,
@@ -294,7 +297,7 @@ export function checkLease(history: History, options: LeaseCheckOptions = {}): C
         break;
       case 'acquire': {
         const name = leaseField(op);
-        if (name === undefined) break;
+        if (name === undefined || name === null) break;
         acquireCount++;
         const lease = leaseNamed(name, op, key);
         if (lease === undefined || op.status !== 'ok') break;
