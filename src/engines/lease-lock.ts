@@ -433,6 +433,13 @@ export interface LockConfig {
   readonly waiterIdLengthMax?: number;
   /** waitMsMax bounds a finite wait (INVALID_ARGUMENT beyond it). */
   readonly waitMsMax?: number;
+  /**
+   * unsafeSkipLeaseCheck: TEST ONLY (the planted bug `lock-no-lease-check`,
+   * src/node/test-hooks.ts). `acquire` does not require the lease to exist or be live, a
+   * waiter's lease is not checked at hand-off, and a lease that ends keeps its queued waits
+   * (its held locks are still released). A snapshot may then name leases that are gone.
+   */
+  readonly unsafeSkipLeaseCheck?: boolean;
 }
 
 const LOCK_DEFAULTS: Required<LockConfig> = {
@@ -441,6 +448,7 @@ const LOCK_DEFAULTS: Required<LockConfig> = {
   nameLengthMax: 1024,
   waiterIdLengthMax: 256,
   waitMsMax: 24 * 3600 * 1000,
+  unsafeSkipLeaseCheck: false,
 };
 
 /** AcquireOptions are the options of `acquire`. */
@@ -636,7 +644,7 @@ export class LockTable {
       throw invalid(`waitMs must be an integer in [0, ${this.config.waitMsMax}], got ${String(waitMs)}`);
     requireNow(now);
     this.enterIndex(index);
-    this.leases.requireLive(lease, now);
+    if (!this.config.unsafeSkipLeaseCheck) this.leases.requireLive(lease, now);
 
     const lock = this.locks.get(name);
     if (lock?.holder?.lease === lease) return { acquired: true, token: lock.holder.token, reentrant: true };
@@ -726,6 +734,8 @@ export class LockTable {
         released.push({ name, lease: id, token: holder.token });
         touched.add(name);
       }
+      // The planted bug `lock-no-lease-check` leaves the ended lease's waits queued.
+      if (this.config.unsafeSkipLeaseCheck) continue;
       for (const name of sortedStrings(entry.waiting)) {
         const lock = this.locks.get(name)!;
         const w = this.removeWaiter(lock, id);
@@ -883,6 +893,7 @@ export class LockTable {
   static loaderAccess(table: LockTable): LockTableInternals {
     return {
       leases: table.leases,
+      leasesMayBeGone: table.config.unsafeSkipLeaseCheck,
       locks: table.locks,
       grantedThisIndex: table.grantedThisIndex,
       setCurrentIndex: (index) => {
@@ -914,7 +925,10 @@ export class LockTable {
   }
 
   private eligible(w: Waiter, now: number): boolean {
-    return (w.waitDeadline === undefined || now < w.waitDeadline) && this.leases.isLive(w.lease, now);
+    return (
+      (w.waitDeadline === undefined || now < w.waitDeadline) &&
+      (this.config.unsafeSkipLeaseCheck || this.leases.isLive(w.lease, now))
+    );
   }
 
   private createLock(name: string): LockRecord {
@@ -1030,6 +1044,8 @@ function infoOf(lock: LockRecord, now: number): LockInfo {
 
 interface LockTableInternals {
   readonly leases: LeaseTable;
+  /** Set under the planted bug `lock-no-lease-check`: holders and waiters may name ended leases. */
+  readonly leasesMayBeGone: boolean;
   readonly locks: Map<string, LockRecord>;
   readonly grantedThisIndex: Set<string>;
   setCurrentIndex(index: number): void;
@@ -1144,7 +1160,7 @@ class LockLoader {
   }
 
   private requireLease(lease: number, name: string): void {
-    if (this.t.leases.get(lease) === undefined)
+    if (!this.t.leasesMayBeGone && this.t.leases.get(lease) === undefined)
       throw corrupted(`lock ${JSON.stringify(name)} names lease ${lease}, which is not in the lease table`);
   }
 

@@ -48,6 +48,12 @@ export interface WatchOptions {
   readonly historyMax: number;
   /** bufferMax is how many live messages a watcher may have queued before it is cut off, e.g. 1000. At least 1. */
   readonly bufferMax: number;
+  /**
+   * unsafeSkipFirstResumedEvent: TEST ONLY (the planted bug `watch-skip`,
+   * src/node/test-hooks.ts). A watcher that resumes (`fromRevision` given) silently drops the
+   * first event it would deliver after that revision, replayed or live.
+   */
+  readonly unsafeSkipFirstResumedEvent?: boolean;
 }
 
 /**
@@ -242,6 +248,8 @@ class Watcher implements Subscription {
   readonly prefix: string | undefined;
   /** Live events with revision <= skipThrough are not delivered (a resume from ahead). */
   readonly skipThrough: number;
+  /** Set while the planted bug `watch-skip` has yet to drop this resumed watcher's first event. */
+  dropNext = false;
   readonly onReady: (() => void) | undefined;
   /** The trie node holding this watcher, while it is registered on a prefix. */
   node: TrieNode | undefined = undefined;
@@ -398,6 +406,7 @@ function sortedItems(items: readonly Item[]): Item[] {
  */
 export class WatchHub {
   private readonly bufferMax: number;
+  private readonly skipFirstResumed: boolean;
   private readonly registry: Registry;
   private readonly history: HistoryRing;
   private nextId = 1;
@@ -413,6 +422,7 @@ export class WatchHub {
     }
     if (!isNonNegativeInteger(revision)) throw invalid(`watch: bad revision ${revision}`);
     this.bufferMax = opts.bufferMax;
+    this.skipFirstResumed = opts.unsafeSkipFirstResumedEvent === true;
     this.registry = new Registry(revision);
     this.history = new HistoryRing(opts.historyMax);
   }
@@ -481,6 +491,10 @@ export class WatchHub {
   private offer(w: Watcher, msg: EventMessage): void {
     const ev = msg.event;
     if (ev.revision <= w.skipThrough) return;
+    if (w.dropNext) {
+      w.dropNext = false;
+      return;
+    }
     const pending = w.queue.length - w.head;
     if (pending >= this.bufferMax + w.initialLeft) {
       w.cancel(
@@ -555,12 +569,18 @@ export class WatchHub {
       if (from > revision) skipThrough = from;
     }
     const w = new Watcher(this.registry, this.nextId++, req, handed, skipThrough, onReady);
+    w.dropNext = this.skipFirstResumed && from !== undefined;
 
     if (req.snapshot === true) {
       w.queue.push(this.snapshotMessage(w, source, false));
     } else if (from !== undefined && from < revision) {
-      if (from >= this.oldestRetained - 1) w.queue = this.replay(w, from);
-      else w.queue.push(this.snapshotMessage(w, source, true));
+      if (from >= this.oldestRetained - 1) {
+        w.queue = this.replay(w, from);
+        if (w.dropNext && w.queue.length > 0) {
+          w.queue.shift();
+          w.dropNext = false;
+        }
+      } else w.queue.push(this.snapshotMessage(w, source, true));
     }
     w.initialLeft = w.queue.length;
     this.registry.add(w);

@@ -25,7 +25,7 @@ import type { GroupStorage } from '../storage/group-storage.js';
 export interface Waiter {
   readonly resolve: (value: unknown) => void;
   readonly reject: (err: unknown) => void;
-  /** When the node gives up and answers TIMEOUT (ms, node clock). */
+  /** When the node gives up and answers TIMEOUT (ms, the node clock's monotonicMs). */
   readonly deadline: number;
 }
 
@@ -260,7 +260,7 @@ export class GroupReplica {
     this.readBatches.clear();
   }
 
-  /** expire answers TIMEOUT to every waiter past its deadline. */
+  /** expire answers TIMEOUT to every waiter past its deadline (`now`: monotonic ms). */
   expire(now: number): void {
     const timeout = (what: string): DkvError =>
       new DkvError(ErrorCode.Timeout, `${what} did not finish in time; the outcome is unknown`, {

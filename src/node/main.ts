@@ -12,6 +12,13 @@
  * stderr) and exits 1. With DKV_EXIT_WITH_PARENT=1 the node also stops gracefully when its
  * stdin closes: `dkv dev` keeps a pipe open to each node, so nodes do not outlive a parent
  * that was killed.
+ *
+ * Test hooks (test-hooks.ts) come only from the environment variable DKV_TEST_HOOKS, read
+ * here and nowhere else (the config file cannot name them): an unknown item refuses to
+ * start. With any hook on, the node logs a warning and prints
+ * `DKV node <id> TEST HOOKS ON: <list>` to stderr. With `clock`, the admin port also serves
+ * `GET /test/clock` and `POST /test/clock` (`{ offsetMs?, rate? }`), which read and move the
+ * node's SkewedClock; without it those paths are 404 like any unknown path.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -20,6 +27,15 @@ import pino from 'pino';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import { checkNodeConfig, type NodeConfig } from './config.js';
 import { DkvNode } from './node.js';
+import {
+  type ClockSkew,
+  checkClockSetting,
+  describeTestHooks,
+  parseTestHooks,
+  SkewedClock,
+  TEST_HOOKS_ENV,
+  testHooksOn,
+} from './test-hooks.js';
 
 /** LOG_FILE_NAME is the node's log file inside its data directory. */
 export const LOG_FILE_NAME = 'node.log';
@@ -50,11 +66,102 @@ export function readNodeConfig(configPath: string): NodeConfig {
   }
 }
 
-/** serveAdmin starts the admin HTTP server (health and metrics) and resolves once it listens. */
-export function serveAdmin(node: DkvNode, host: string, port: number): Promise<Server> {
+/** AdminOptions add the test-only endpoints to the admin server. */
+export interface AdminOptions {
+  /** testClock: serve `GET` and `POST /test/clock` to read and move it (the `clock` test hook). */
+  readonly testClock?: SkewedClock;
+  /** onClockSet is told each time `POST /test/clock` moved the clock. */
+  readonly onClockSet?: (skew: ClockSkew) => void;
+}
+
+/** TEST_CLOCK_PATH is the admin path of the `clock` test hook. */
+export const TEST_CLOCK_PATH = '/test/clock';
+/** CLOCK_BODY_BYTES_MAX bounds a `POST /test/clock` body. */
+const CLOCK_BODY_BYTES_MAX = 4096;
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
+}
+
+/** serveTestClock answers `GET` (read) and `POST` (move) on the test clock. */
+function serveTestClock(
+  req: IncomingMessage,
+  res: ServerResponse,
+  clock: SkewedClock,
+  opts: AdminOptions,
+): void {
+  const answer = (): void => sendJson(res, 200, { nowMs: clock.nowMs(), ...clock.skew() });
+  if (req.method === 'GET' || req.method === 'HEAD') {
+    answer();
+    return;
+  }
+  if (req.method !== 'POST') {
+    res
+      .writeHead(405, { 'content-type': 'text/plain', allow: 'GET, HEAD, POST' })
+      .end('method not allowed\n');
+    return;
+  }
+  const parts: Buffer[] = [];
+  let bytes = 0;
+  let over = false;
+  req.on('data', (chunk: Buffer) => {
+    bytes += chunk.length;
+    if (bytes > CLOCK_BODY_BYTES_MAX) over = true;
+    else parts.push(chunk);
+  });
+  req.on('error', () => undefined);
+  req.on('end', () => {
+    try {
+      if (over) {
+        sendJson(res, 413, { error: `the body is over ${CLOCK_BODY_BYTES_MAX} bytes` });
+        return;
+      }
+      let body: unknown;
+      try {
+        body = JSON.parse(Buffer.concat(parts).toString('utf8'));
+      } catch {
+        sendJson(res, 400, {
+          error: 'the body is not valid JSON; send { "offsetMs"?: number, "rate"?: number }',
+        });
+        return;
+      }
+      let setting: Partial<ClockSkew>;
+      try {
+        setting = checkClockSetting(body);
+      } catch (err) {
+        sendJson(res, 400, { error: err instanceof Error ? err.message : String(err) });
+        return;
+      }
+      opts.onClockSet?.(clock.set(setting));
+      answer();
+    } catch (err) {
+      if (!res.headersSent) sendJson(res, 500, { error: `internal error: ${String(err)}` });
+    }
+  });
+}
+
+/**
+ * serveAdmin starts the admin HTTP server (health and metrics, and with `opts.testClock` the
+ * test clock) and resolves once it listens.
+ */
+export function serveAdmin(
+  node: DkvNode,
+  host: string,
+  port: number,
+  opts: AdminOptions = {},
+): Promise<Server> {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
+    if (path === TEST_CLOCK_PATH && opts.testClock !== undefined) {
+      try {
+        serveTestClock(req, res, opts.testClock, opts);
+      } catch (err) {
+        if (!res.headersSent)
+          res.writeHead(500, { 'content-type': 'text/plain' }).end(`internal error: ${String(err)}\n`);
+      }
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD' && path !== TEST_CLOCK_PATH) {
       res.writeHead(405, { 'content-type': 'text/plain', allow: 'GET, HEAD' }).end('method not allowed\n');
       return;
     }
@@ -112,6 +219,7 @@ function closeServer(server: Server | undefined): Promise<void> {
  */
 export async function runNode(configPath: string): Promise<never> {
   const cfg = readNodeConfig(configPath);
+  const hooks = parseTestHooks(process.env[TEST_HOOKS_ENV]);
   mkdirSync(cfg.dataDir, { recursive: true });
   const logFile = join(cfg.dataDir, LOG_FILE_NAME);
   const dest = pino.destination({ dest: logFile, sync: false, mkdir: true });
@@ -133,12 +241,24 @@ export async function runNode(configPath: string): Promise<never> {
   process.on('uncaughtException', (err) => die('uncaught exception', err));
   process.on('unhandledRejection', (err) => die('unhandled rejection', err));
 
+  const testClock = hooks.clock ? new SkewedClock() : undefined;
+  if (testHooksOn(hooks)) {
+    const list = describeTestHooks(hooks);
+    logger.warn(
+      { testHooks: list },
+      `TEST HOOKS ON (${TEST_HOOKS_ENV}=${list}): this node runs with test-only hooks and planted bugs; never keep data in it`,
+    );
+    process.stderr.write(`DKV node ${cfg.id} TEST HOOKS ON: ${list}\n`);
+  }
+
   let node: DkvNode;
   let admin: Server | undefined;
   try {
     node = await DkvNode.start(cfg, {
       onFatal: (err) => die('the node stopped on a storage failure', err),
       log: (level, msg, fields) => logger[level](fields ?? {}, msg),
+      testHooks: hooks,
+      ...(testClock !== undefined && { clock: testClock }),
     });
   } catch (err) {
     logger.error({ err: err instanceof Error ? err.message : String(err) }, 'node failed to start');
@@ -146,7 +266,15 @@ export async function runNode(configPath: string): Promise<never> {
     throw startError(err, cfg);
   }
   try {
-    if (cfg.adminPort !== 0) admin = await serveAdmin(node, cfg.host, cfg.adminPort);
+    if (cfg.adminPort !== 0) {
+      admin = await serveAdmin(node, cfg.host, cfg.adminPort, {
+        ...(testClock !== undefined && {
+          testClock,
+          onClockSet: (skew: ClockSkew) =>
+            logger.warn({ ...skew, nowMs: testClock.nowMs() }, 'test clock moved'),
+        }),
+      });
+    }
   } catch (err) {
     logger.error({ err: String(err) }, 'admin server failed to start');
     await node.stop({ transferLeadership: false });

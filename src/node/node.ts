@@ -19,7 +19,17 @@
  * NOT_LEADER (with the leader's client address) when it is not the group's leader.
  * Linearizable reads go through a batched ReadIndex on the leader; serializable reads are
  * served from the local replica.
+ *
+ * Time: the node reads clocks only through its Clock (`clock` option; the machine's by
+ * default). Wall time (`nowMs`) stamps proposed entries (replicated time) and local reads;
+ * monotonic time (`monotonicMs`) bounds how long requests wait and paces keep-alives, so a
+ * wall-clock jump neither expires every waiter at once nor stalls them.
+ *
+ * Test hooks (test-hooks.ts; only `dkv node` sets them, from DKV_TEST_HOOKS): a SkewedClock,
+ * and planted bugs: `stale-read` here (a leader answers linearizable reads locally),
+ * `no-fsync` in NodeStorage, and the others in the state machine config.
  */
+import { type Clock, systemClock } from '../clock.js';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import { type ConfState, EMPTY_CONF_STATE, type Ready } from '../raft/index.js';
 import { SeededRandom } from '../random.js';
@@ -51,6 +61,7 @@ import { evenSlots, slotOf } from '../transport/slots.js';
 import type { NodeConfig } from './config.js';
 import { GroupReplica, type ReadWaiter } from './group.js';
 import { type PeerMessage, validatePeerMessage } from './raft-wire.js';
+import { NO_FSYNC_FLUSH_MS, NO_TEST_HOOKS, stateMachineBugConfig, type TestHooks } from './test-hooks.js';
 
 /** METADATA_GROUP is the id of the group that holds the cluster's own state. */
 export const METADATA_GROUP = 0;
@@ -104,6 +115,13 @@ export interface DkvNodeOptions {
    * peers may run so.
    */
   readonly network?: boolean;
+  /** clock is where the node reads time (default: the machine's clocks). */
+  readonly clock?: Clock;
+  /**
+   * testHooks plant the test-only bugs (test-hooks.ts); default none. Only the process entry
+   * (main.ts, from DKV_TEST_HOOKS) sets them.
+   */
+  readonly testHooks?: TestHooks;
 }
 
 function noLog(): void {}
@@ -150,6 +168,8 @@ export class DkvNode {
   private readonly cfg: NodeConfig;
   private readonly log: LogFn;
   private readonly onFatal: ((err: unknown) => void) | undefined;
+  private readonly clock: Clock;
+  private readonly hooks: TestHooks;
   private readonly storage: NodeStorage;
   /** Snapshots received from leaders and installed, since start. */
   private snapshotsInstalled = 0;
@@ -170,12 +190,14 @@ export class DkvNode {
   /** Keep-alive streams, by group, then lease. */
   private readonly keepAlives = new Map<number, Map<number, KeepAliveStream>>();
 
-  private constructor(cfg: NodeConfig, storage: NodeStorage, log: LogFn, onFatal?: (err: unknown) => void) {
+  private constructor(cfg: NodeConfig, storage: NodeStorage, log: LogFn, opts: DkvNodeOptions) {
     this.id = cfg.id;
     this.cfg = cfg;
     this.storage = storage;
     this.log = log;
-    this.onFatal = onFatal;
+    this.onFatal = opts.onFatal;
+    this.clock = opts.clock ?? systemClock;
+    this.hooks = opts.testHooks ?? NO_TEST_HOOKS;
     this.layout = layoutOf(cfg);
     for (const s of this.layout.stores) {
       this.storeByName.set(s.name, s);
@@ -190,8 +212,13 @@ export class DkvNode {
    */
   static async start(cfg: NodeConfig, opts: DkvNodeOptions = {}): Promise<DkvNode> {
     const log = opts.log ?? noLog;
-    const storage = await NodeStorage.open(cfg.dataDir);
-    const node = new DkvNode(cfg, storage, log, opts.onFatal);
+    const noFsync = opts.testHooks?.bugs.has('no-fsync') === true;
+    const storage = await NodeStorage.open(
+      cfg.dataDir,
+      {},
+      noFsync ? { unsafeDeferWritesMs: NO_FSYNC_FLUSH_MS } : {},
+    );
+    const node = new DkvNode(cfg, storage, log, opts);
     try {
       await node.openGroups();
       if (opts.network === false) {
@@ -236,10 +263,10 @@ export class DkvNode {
         store: this.storeOfGroup.get(g.id) ?? '',
         nodeId: this.id,
         storage: gs,
-        random: new SeededRandom((this.id * 7919 + g.id * 104729 + Date.now()) >>> 0),
+        random: new SeededRandom((this.id * 7919 + g.id * 104729 + this.clock.nowMs()) >>> 0),
         electionTicks: this.cfg.electionTicks,
         heartbeatTicks: this.cfg.heartbeatTicks,
-        stateMachine: { tickMs: this.cfg.tickMs },
+        stateMachine: { tickMs: this.cfg.tickMs, ...stateMachineBugConfig(this.hooks.bugs) },
       });
       gs.onFetched = () => {
         replica.raw.entriesFetched();
@@ -266,7 +293,7 @@ export class DkvNode {
       frameBytesMax: this.cfg.frameBytesMax,
       queueBytesMax: 64 << 20,
       reconnect: { initialDelayMs: 50, maxDelayMs: 1000, multiplier: 2, jitter: 0.2 },
-      random: new SeededRandom((this.id * 31 + Date.now()) >>> 0),
+      random: new SeededRandom((this.id * 31 + this.clock.nowMs()) >>> 0),
       validate: validatePeerMessage,
       onMessages: (from, msgs) => this.onPeerMessages(from, msgs),
       onPeerState: (peer, up) => this.onPeerState(peer, up),
@@ -427,22 +454,23 @@ export class DkvNode {
   // ---------------------------------------------------------------- time and peers
 
   private onTick(): void {
-    const now = Date.now();
+    const now = this.clock.nowMs();
+    const mono = this.clock.monotonicMs();
     for (const g of this.groups.values()) {
       g.raw.tick();
-      g.expire(now);
+      g.expire(mono);
       if (g.isLeader && !g.tickInFlight) {
         const due = g.sm.nextDeadline();
         if (due !== undefined && due <= now) this.proposeTick(g, now);
       }
     }
-    this.renewLeases(now);
+    this.renewLeases(mono);
     this.schedule();
   }
 
   /**
    * renewLeases proposes, per group this node leads, one keep-alive entry for every lease
-   * whose stream is due, and reports each renewal on its stream.
+   * whose stream is due (`now` is monotonic), and reports each renewal on its stream.
    */
   private renewLeases(now: number): void {
     for (const [gid, streams] of this.keepAlives) {
@@ -462,7 +490,7 @@ export class DkvNode {
             const k = streams.get(r.id);
             if (!k) continue;
             k.inFlight = false;
-            k.nextAt = Date.now() + k.intervalMs;
+            k.nextAt = this.clock.monotonicMs() + k.intervalMs;
             if (!r.ok) {
               streams.delete(r.id);
               k.sink.fail(
@@ -491,7 +519,7 @@ export class DkvNode {
     if (!Number.isSafeInteger(a.lease) || a.lease < 1)
       throw new DkvError(ErrorCode.InvalidArgument, 'lease must be a lease id');
     if (!g.isLeader) throw this.notLeader(g);
-    const ttl = g.sm.leaseTimeToLive(a.lease, Date.now());
+    const ttl = g.sm.leaseTimeToLive(a.lease, this.clock.nowMs());
     const every = a.intervalMs ?? Math.floor(ttl.ttlMs / 3);
     if (!Number.isSafeInteger(every) || every < KEEPALIVE_INTERVAL_MIN_MS || every >= ttl.ttlMs) {
       throw new DkvError(
@@ -527,7 +555,7 @@ export class DkvNode {
       reject: () => {
         g.tickInFlight = false;
       },
-      deadline: now + this.cfg.requestWaitMs,
+      deadline: this.clock.monotonicMs() + this.cfg.requestWaitMs,
     });
   }
 
@@ -686,7 +714,7 @@ export class DkvNode {
 
   private proposeTo(g: GroupReplica, cmd: Command, session: CmdArgs['session']): Promise<unknown> {
     if (!g.isLeader) return Promise.reject(this.notLeader(g));
-    const now = Date.now();
+    const now = this.clock.nowMs();
     const data = encodeEnvelope({
       time: Math.max(now, g.sm.time),
       cmd,
@@ -705,7 +733,8 @@ export class DkvNode {
       cmd.op === 'lock.acquire' ? (session ? `${session.seq}@${session.client}` : `@${r.index}`) : undefined;
     this.schedule();
     return new Promise((resolve, reject) => {
-      g.addProposal(r.index, r.term, { resolve, reject, deadline: now + this.cfg.requestWaitMs }, waiterKey);
+      const deadline = this.clock.monotonicMs() + this.cfg.requestWaitMs;
+      g.addProposal(r.index, r.term, { resolve, reject, deadline }, waiterKey);
     });
   }
 
@@ -736,9 +765,13 @@ export class DkvNode {
     if (consistency !== 'linearizable')
       throw new DkvError(ErrorCode.InvalidArgument, 'consistency is linearizable or serializable');
     if (!g.isLeader) throw this.notLeader(g);
+    // The planted bug `stale-read`: a node that believes it leads answers from its own replica,
+    // without confirming its leadership (ReadIndex); a deposed leader may answer stale data.
+    if (this.hooks.bugs.has('stale-read')) return run();
     run(); // validate the request now, so a bad one fails at once
     return new Promise((resolve, reject) => {
-      const w: ReadWaiter = { resolve, reject, run, deadline: Date.now() + this.cfg.requestWaitMs };
+      const deadline = this.clock.monotonicMs() + this.cfg.requestWaitMs;
+      const w: ReadWaiter = { resolve, reject, run, deadline };
       g.readQueue.push(w);
       this.schedule();
     });
@@ -747,7 +780,7 @@ export class DkvNode {
   private runRead(g: GroupReplica, r: ReadRequest): unknown {
     if (typeof r !== 'object' || r === null)
       throw new DkvError(ErrorCode.InvalidArgument, 'read must be an object');
-    const now = Date.now();
+    const now = this.clock.nowMs();
     const sm = g.sm;
     const str = (v: unknown, what: string): string => {
       if (typeof v !== 'string') throw new DkvError(ErrorCode.InvalidArgument, `${what} must be a string`);
@@ -817,7 +850,7 @@ export class DkvNode {
     if (op === 'keepalive') {
       const a = (typeof args === 'object' && args !== null ? args : {}) as KeepAliveArgs;
       const cleanup = this.openKeepAlive(a, sink);
-      this.renewLeases(Date.now());
+      this.renewLeases(this.clock.monotonicMs());
       this.schedule();
       return cleanup;
     }
@@ -999,8 +1032,8 @@ export class DkvNode {
   async stop(opts: { transferLeadership?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
     if (opts.transferLeadership) {
-      const deadline = Date.now() + 2 * this.cfg.electionTicks * this.cfg.tickMs;
-      while (Date.now() < deadline) {
+      const deadline = this.clock.monotonicMs() + 2 * this.cfg.electionTicks * this.cfg.tickMs;
+      while (this.clock.monotonicMs() < deadline) {
         let leading = 0;
         let movable = 0;
         for (const g of this.groups.values()) {

@@ -56,6 +56,11 @@ export interface StateMachineConfig {
   readonly indexes: readonly IndexDef[];
   /** Idle sessions are looked for at most this often (replicated ms). */
   readonly sessionSweepMs: number;
+  /**
+   * unsafeIgnoreSessions: TEST ONLY (the planted bug `double-apply`, src/node/test-hooks.ts).
+   * A command whose (client, seq) the session table has already answered is applied again.
+   */
+  readonly unsafeIgnoreSessions: boolean;
 }
 
 export const STATE_MACHINE_DEFAULTS: StateMachineConfig = Object.freeze({
@@ -67,6 +72,7 @@ export const STATE_MACHINE_DEFAULTS: StateMachineConfig = Object.freeze({
   counters: {},
   indexes: [],
   sessionSweepMs: 60_000,
+  unsafeIgnoreSessions: false,
 });
 
 /** Notification answers a request that waited (a queued lock acquire) once its outcome is known. */
@@ -233,9 +239,13 @@ export class GroupStateMachine implements SnapshotableStateMachine {
     if (client === undefined || seq === undefined || ack === undefined)
       return this.run(cmd, index, undefined, undefined, fx);
     const seen = this.sessions.lookup(client, seq);
-    if (seen.kind === 'duplicate') return seen.result;
-    if (seen.kind === 'forgotten') {
-      return failed(bad(`request ${seq} of client ${client} was answered and acknowledged already`));
+    // The planted bug `double-apply` skips these two answers: a retry is applied again, while
+    // the table's bookkeeping (begin, record) goes on as usual.
+    if (!this.config.unsafeIgnoreSessions) {
+      if (seen.kind === 'duplicate') return seen.result;
+      if (seen.kind === 'forgotten') {
+        return failed(bad(`request ${seq} of client ${client} was answered and acknowledged already`));
+      }
     }
     try {
       this.sessions.begin(client, seq, ack, this.clock);

@@ -33,6 +33,12 @@ import {
   type SnapshotRecord,
 } from './records.js';
 
+/**
+ * LevelStore is what GroupStorage needs of the node's database: the LevelDb itself, or (under
+ * the test-only bug `no-fsync`) the DeferredWrites queue in front of it.
+ */
+export type LevelStore = Pick<LevelDb, 'get' | 'batch' | 'del' | 'clear' | 'keys' | 'entries'>;
+
 /** GroupStorageOptions bound the memory a group's storage uses. */
 export interface GroupStorageOptions {
   /** The most entry bytes kept in memory; older entries are read from disk on demand. */
@@ -93,7 +99,7 @@ export interface StagedReady {
  */
 export class GroupStorage implements Storage {
   readonly group: number;
-  private readonly db: LevelDb;
+  private readonly db: LevelStore;
   private readonly opts: GroupStorageOptions;
 
   private hard: HardState;
@@ -142,7 +148,7 @@ export class GroupStorage implements Storage {
   onFetched: (() => void) | null = null;
 
   private constructor(
-    db: LevelDb,
+    db: LevelStore,
     group: number,
     opts: GroupStorageOptions,
     state: {
@@ -193,7 +199,7 @@ export class GroupStorage implements Storage {
    * can leave behind: chunks of a snapshot that was never switched in, and entries below the
    * compaction point.
    */
-  static async load(db: LevelDb, group: number, opts: GroupStorageOptions): Promise<GroupStorage> {
+  static async load(db: LevelStore, group: number, opts: GroupStorageOptions): Promise<GroupStorage> {
     const hardRec = await db.get(recordKey(group, KeyKind.HardState));
     const snapRec = await db.get(recordKey(group, KeyKind.SnapshotMeta));
     const startRec = await db.get(recordKey(group, KeyKind.LogStart));

@@ -1,6 +1,18 @@
+/**
+ * NodeStorage: a node's one LevelDB holding every group it hosts, with group commit (see the
+ * class). Under the test-only bug `no-fsync` (NodeStorageTestOptions) every write goes
+ * through a DeferredWrites queue instead, which acknowledges a commit before writing it; the
+ * normal path never creates one.
+ */
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import type { ConfState, Ready } from '../raft/index.js';
-import { GROUP_STORAGE_DEFAULTS, GroupStorage, type GroupStorageOptions } from './group-storage.js';
+import { DeferredWrites } from './deferred-writes.js';
+import {
+  GROUP_STORAGE_DEFAULTS,
+  GroupStorage,
+  type GroupStorageOptions,
+  type LevelStore,
+} from './group-storage.js';
 import { ALL_GROUPS_RANGE, GROUP_ID_MAX, groupIdOf, NODE_KEY } from './keys.js';
 import { LevelDb, type WriteOp } from './level-db.js';
 import { decodeJsonRecord, encodeJsonRecord, type SnapshotRecord } from './records.js';
@@ -32,6 +44,15 @@ export interface PersistItem {
   readonly ready: Ready;
 }
 
+/**
+ * NodeStorageTestOptions are TEST ONLY (src/node/test-hooks.ts); no config file reaches them.
+ * `unsafeDeferWritesMs` plants the bug `no-fsync`: commits are acknowledged at once and
+ * written out (unsynced) every that many ms, so a kill loses acknowledged writes.
+ */
+export interface NodeStorageTestOptions {
+  readonly unsafeDeferWritesMs?: number;
+}
+
 /** CommitStats describe one group-commit round. */
 export interface CommitStats {
   readonly groups: number;
@@ -46,7 +67,12 @@ export interface CommitStats {
  * atomic batch, synced once, before any of them is acknowledged.
  */
 export class NodeStorage {
+  /** The database itself. Under `no-fsync` it lacks the writes still queued in `deferred`. */
   readonly db: LevelDb;
+  /** What every read and write goes through: `db`, or `deferred` in front of it. */
+  private readonly store: LevelStore;
+  /** Set only under the test-only bug `no-fsync`. */
+  private readonly deferred: DeferredWrites | undefined;
   private readonly opts: GroupStorageOptions;
   private readonly groupMap = new Map<number, GroupStorage>();
   /** Groups whose stored data failed its checks at start-up: they are not served. */
@@ -54,8 +80,15 @@ export class NodeStorage {
   private record: NodeRecord;
   private closed = false;
 
-  private constructor(db: LevelDb, opts: GroupStorageOptions, record: NodeRecord) {
+  private constructor(
+    db: LevelDb,
+    opts: GroupStorageOptions,
+    record: NodeRecord,
+    deferred: DeferredWrites | undefined,
+  ) {
     this.db = db;
+    this.deferred = deferred;
+    this.store = deferred ?? db;
     this.opts = opts;
     this.record = record;
   }
@@ -64,13 +97,21 @@ export class NodeStorage {
    * open opens the node's database in `dir` and recovers every group in it. Errors name the
    * directory (in use, unreadable, not a DKV directory) or the group (corrupted).
    */
-  static async open(dir: string, options: Partial<GroupStorageOptions> = {}): Promise<NodeStorage> {
+  static async open(
+    dir: string,
+    options: Partial<GroupStorageOptions> = {},
+    test: NodeStorageTestOptions = {},
+  ): Promise<NodeStorage> {
     const opts: GroupStorageOptions = { ...GROUP_STORAGE_DEFAULTS, ...options };
     for (const [k, v] of Object.entries(opts)) {
       if (!Number.isSafeInteger(v) || v <= 0)
         throw new DkvError(ErrorCode.InvalidArgument, `storage option ${k} must be a positive integer`);
     }
+    const deferMs = test.unsafeDeferWritesMs;
+    if (deferMs !== undefined && (!Number.isSafeInteger(deferMs) || deferMs <= 0))
+      throw new DkvError(ErrorCode.InvalidArgument, 'unsafeDeferWritesMs must be a positive integer');
     const db = await LevelDb.open(dir);
+    const deferred = deferMs === undefined ? undefined : new DeferredWrites(db, deferMs);
     try {
       const raw = await db.get(NODE_KEY);
       let record: NodeRecord;
@@ -87,11 +128,11 @@ export class NodeStorage {
         record = { version: STORAGE_FORMAT_VERSION, groups: [] };
         await db.batch([{ type: 'put', key: NODE_KEY, value: encodeJsonRecord(record) }], true);
       }
-      const ns = new NodeStorage(db, opts, record);
+      const ns = new NodeStorage(db, opts, record, deferred);
       await ns.removeUnlistedGroups();
       for (const g of record.groups) {
         try {
-          ns.groupMap.set(g, await GroupStorage.load(db, g, opts));
+          ns.groupMap.set(g, await GroupStorage.load(ns.store, g, opts));
         } catch (err) {
           // One damaged group must not take the others down: it is set aside, reported by
           // `failure(id)`, and never served; the node can rebuild it from its peers.
@@ -101,6 +142,8 @@ export class NodeStorage {
       }
       return ns;
     } catch (err) {
+      deferred?.discard();
+      await deferred?.close().catch(() => undefined);
       await db.close();
       throw err;
     }
@@ -119,11 +162,11 @@ export class NodeStorage {
     const listed = new Set(this.record.groups);
     let gte: Uint8Array = ALL_GROUPS_RANGE.gte;
     for (;;) {
-      const [key] = await this.db.keys({ gte, lt: ALL_GROUPS_RANGE.lt, limit: 1 });
+      const [key] = await this.store.keys({ gte, lt: ALL_GROUPS_RANGE.lt, limit: 1 });
       if (!key) return;
       const id = groupIdOf(key);
       const range = groupRange(id);
-      if (!listed.has(id)) await this.db.clear(range);
+      if (!listed.has(id)) await this.store.clear(range);
       if (id === GROUP_ID_MAX) return;
       gte = range.lt;
     }
@@ -157,15 +200,15 @@ export class NodeStorage {
       throw new DkvError(ErrorCode.InvalidArgument, `group ${id} already exists on this node`);
     }
     // A deleteGroup cut short by a crash can leave keys behind: never let them come back.
-    await this.db.clear(groupRange(id));
+    await this.store.clear(groupRange(id));
     const record: NodeRecord = { ...this.record, groups: [...this.record.groups, id].sort((a, b) => a - b) };
     const ops: WriteOp[] = [
       ...GroupStorage.createOps(id, confState),
       { type: 'put', key: NODE_KEY, value: encodeJsonRecord(record) },
     ];
-    await this.db.batch(ops, true);
+    await this.store.batch(ops, true);
     this.record = record;
-    const gs = await GroupStorage.load(this.db, id, this.opts);
+    const gs = await GroupStorage.load(this.store, id, this.opts);
     this.groupMap.set(id, gs);
     return gs;
   }
@@ -176,10 +219,10 @@ export class NodeStorage {
     if (!this.groupMap.has(id) && !this.failures.has(id)) return;
     this.failures.delete(id);
     const record: NodeRecord = { ...this.record, groups: this.record.groups.filter((g) => g !== id) };
-    await this.db.batch([{ type: 'put', key: NODE_KEY, value: encodeJsonRecord(record) }], true);
+    await this.store.batch([{ type: 'put', key: NODE_KEY, value: encodeJsonRecord(record) }], true);
     this.record = record;
     this.groupMap.delete(id);
-    await this.db.clear(groupRange(id));
+    await this.store.clear(groupRange(id));
   }
 
   /**
@@ -219,19 +262,38 @@ export class NodeStorage {
       if (ready.mustSync) sync = true;
       entries += ready.entries.length;
     }
-    if (ops.length > 0) await this.db.batch(ops, sync);
+    if (this.deferred)
+      this.deferred.enqueue(ops); // the bug `no-fsync`: acknowledged unwritten
+    else if (ops.length > 0) await this.db.batch(ops, sync);
     for (const c of commits) c();
-    return { groups: items.length, entries, ops: ops.length, synced: sync && ops.length > 0 };
+    return {
+      groups: items.length,
+      entries,
+      ops: ops.length,
+      synced: !this.deferred && sync && ops.length > 0,
+    };
   }
 
   private checkOpen(): void {
     if (this.closed) throw new DkvError(ErrorCode.Cancelled, 'node storage is closed');
   }
 
-  /** close closes the database; the storage may not be used afterwards. */
+  /**
+   * discardQueuedWrites is TEST ONLY: under `no-fsync` it drops the writes still queued, as a
+   * kill would (a later close then writes nothing of them); returns how many it dropped.
+   */
+  discardQueuedWrites(): number {
+    return this.deferred?.discard() ?? 0;
+  }
+
+  /** close closes the database (writing out any queued writes first); the storage may not be used afterwards. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.db.close();
+    try {
+      await this.deferred?.close();
+    } finally {
+      await this.db.close();
+    }
   }
 }
