@@ -264,6 +264,20 @@ export class LeaseTable {
     return out;
   }
 
+  /**
+   * deadKeys returns the keys bound to leases whose deadline is at or before `now` but that
+   * have not been ended yet (their deletes are still to be applied): reads must not see them.
+   * O(d log n + k) for d such leases holding k keys; empty at once when none is due.
+   */
+  deadKeys(now: number): Set<string> {
+    const out = new Set<string>();
+    for (const rec of this.byDeadline.keys()) {
+      if (rec.deadline > now) break;
+      for (const k of rec.keys) out.add(k);
+    }
+    return out;
+  }
+
   /** nextDeadline returns the earliest lease deadline, for scheduling the next expiry. */
   nextDeadline(): number | undefined {
     return this.byDeadline.minKey()?.deadline;

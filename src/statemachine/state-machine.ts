@@ -513,23 +513,63 @@ export class GroupStateMachine implements SnapshotableStateMachine {
     return Math.max(this.clock, now ?? 0);
   }
 
+  /**
+   * deadLeaseKeys: the keys bound to leases already past their deadline at `t` whose expiry
+   * entry has not been applied yet. Like a TTL'd key past its deadline, such a key is hidden
+   * from reads (a lease's key is never returned after the lease's deadline). Usually empty.
+   */
+  private deadLeaseKeys(t: number): Set<string> | undefined {
+    const next = this.leaseLock.leases.nextDeadline();
+    if (next === undefined || next > t) return undefined;
+    const dead = this.leaseLock.leases.deadKeys(t);
+    return dead.size === 0 ? undefined : dead;
+  }
+
   get(key: string, now?: number): Item | undefined {
-    return this.store.getLive(key, this.readTime(now));
+    const t = this.readTime(now);
+    if (this.deadLeaseKeys(t)?.has(key)) return undefined;
+    return this.store.getLive(key, t);
   }
 
   scan(opts: Omit<ScanOptions, 'now'>, now?: number): { items: Item[]; more: boolean } {
-    return this.store.scan({ ...opts, now: this.readTime(now) });
+    const t = this.readTime(now);
+    const r = this.store.scan({ ...opts, now: t });
+    const dead = this.deadLeaseKeys(t);
+    return dead === undefined ? r : { items: r.items.filter((i) => !dead.has(i.key)), more: r.more };
   }
 
   count(opts: { prefix?: string; start?: string; end?: string }, now?: number): number {
-    return this.store.count({ ...opts, now: this.readTime(now) });
+    const t = this.readTime(now);
+    const n = this.store.count({ ...opts, now: t });
+    const dead = this.deadLeaseKeys(t);
+    if (dead === undefined) return n;
+    let hidden = 0;
+    for (const k of dead) {
+      if (opts.prefix !== undefined && !k.startsWith(opts.prefix)) continue;
+      if (opts.start !== undefined && k < opts.start) continue;
+      if (opts.end !== undefined && k >= opts.end) continue;
+      if (this.store.getLive(k, t) !== undefined) hidden++;
+    }
+    return n - hidden;
   }
 
   query(q: Query, opts: QueryOptions, now?: number) {
     const t = this.readTime(now);
-    const r = this.indexes.query(q, opts, this.store.liveKeys(t));
+    const dead = this.deadLeaseKeys(t);
+    const live = this.store.liveKeys(t);
+    const keys =
+      dead === undefined
+        ? live
+        : {
+            *keysWithPrefix(prefix: string, after?: string): Iterable<string> {
+              for (const k of live.keysWithPrefix(prefix, after)) if (!dead.has(k)) yield k;
+            },
+            has: (k: string) => !dead.has(k) && live.has(k),
+          };
+    const r = this.indexes.query(q, opts, keys);
     const items: Item[] = [];
     for (const k of r.keys) {
+      if (dead?.has(k)) continue;
       const item = this.store.getLive(k, t);
       if (item) items.push(item);
     }
