@@ -15,7 +15,11 @@ export interface Item {
   readonly createRevision: number;
   /** The group revision of the last put. */
   readonly modRevision: number;
-  /** Replicated-clock deadline (ms since the epoch) after which the key is gone. */
+  /**
+   * The deadline after which the key is gone, on the replicated clock: milliseconds that run
+   * at real rate and start near wall time, but do not follow wall-clock jumps and fall behind
+   * wall time by a little at each leader change (README, "Time").
+   */
   readonly expiresAt?: number;
   /** The lease the key is bound to. */
   readonly lease?: number;

@@ -70,6 +70,14 @@ export class GroupReplica {
   snapshotting = false;
   /** Set while a tick entry is proposed and not yet applied. */
   tickInFlight = false;
+  /**
+   * Where this node's replicated clock for the group started, as its leader (node.ts
+   * `replicatedNow`): the replicated time then and the monotonic clock then. Cleared when
+   * leadership is lost.
+   */
+  timeAnchor: { readonly stamp: number; readonly mono: number } | undefined;
+  /** The monotonic time of the last entry this leader stamped (node.ts refreshes time with ticks). */
+  lastStampMono = 0;
 
   private readonly proposals = new Map<number, Proposal>();
   /** Reads waiting for the next ReadIndex batch. */

@@ -67,6 +67,8 @@ import { NO_FSYNC_FLUSH_MS, NO_TEST_HOOKS, stateMachineBugConfig, type TestHooks
 export const METADATA_GROUP = 0;
 /** REPLICAS is how many replicas each partition group has (fewer when the cluster is smaller). */
 export const REPLICAS = 3;
+/** A leader stamps a tick entry at least this often while a deadline is pending (replicatedNow). */
+const TIME_REFRESH_MS = 1000;
 /** How often leaderships are moved toward each group's preferred replica. */
 const BALANCE_EVERY_MS = 2000;
 
@@ -398,7 +400,10 @@ export class DkvNode {
       const wasLeader = g.isLeader;
       g.leader = rd.softState.leader;
       g.role = rd.softState.role;
-      if (wasLeader && !g.isLeader) g.lostLeadership();
+      if (wasLeader && !g.isLeader) {
+        g.timeAnchor = undefined;
+        g.lostLeadership();
+      }
       if (g.isLeader && !wasLeader) this.log('info', 'leader', { group: g.id, term: g.raw.status().term });
       if (g.isLeader && g.id === METADATA_GROUP) this.publishLayout();
     }
@@ -453,15 +458,41 @@ export class DkvNode {
 
   // ---------------------------------------------------------------- time and peers
 
+  /**
+   * replicatedNow is the time this node stamps g's entries with, and reads g against, as its
+   * leader; a follower has only the applied time.
+   *
+   * It runs on the monotonic clock from an anchor taken when this node first needs it in its
+   * term as leader, so a jump of the wall clock never moves replicated time (the clock
+   * nemesis of the harness jumps it by up to 10 s): no lease or TTL ends early because a
+   * leader's wall clock is ahead. The anchor is the applied time, which a leader refreshes
+   * with a tick entry at least every TIME_REFRESH_MS while any deadline is pending; only a
+   * group with nothing pending (where time cannot end anything) anchors at the wall clock,
+   * to keep replicated time near real time. The bound that follows: across a leader change a
+   * deadline is reached late by at most the election time plus TIME_REFRESH_MS plus one
+   * commit, never early; a clock running fast by a factor r shortens TTLs by that factor.
+   */
+  private replicatedNow(g: GroupReplica): number {
+    if (!g.isLeader) return g.sm.time;
+    const mono = this.clock.monotonicMs();
+    let a = g.timeAnchor;
+    if (a === undefined) {
+      const base = g.sm.nextDeadline() === undefined ? Math.max(g.sm.time, this.clock.nowMs()) : g.sm.time;
+      a = g.timeAnchor = { stamp: base, mono };
+    }
+    return Math.max(g.sm.time, Math.floor(a.stamp + (mono - a.mono)));
+  }
+
   private onTick(): void {
-    const now = this.clock.nowMs();
     const mono = this.clock.monotonicMs();
     for (const g of this.groups.values()) {
       g.raw.tick();
       g.expire(mono);
       if (g.isLeader && !g.tickInFlight) {
         const due = g.sm.nextDeadline();
-        if (due !== undefined && due <= now) this.proposeTick(g, now);
+        const now = this.replicatedNow(g);
+        if (due !== undefined && (due <= now || mono - g.lastStampMono >= TIME_REFRESH_MS))
+          this.proposeTick(g, now);
       }
     }
     this.renewLeases(mono);
@@ -519,7 +550,7 @@ export class DkvNode {
     if (!Number.isSafeInteger(a.lease) || a.lease < 1)
       throw new DkvError(ErrorCode.InvalidArgument, 'lease must be a lease id');
     if (!g.isLeader) throw this.notLeader(g);
-    const ttl = g.sm.leaseTimeToLive(a.lease, this.clock.nowMs());
+    const ttl = g.sm.leaseTimeToLive(a.lease, this.replicatedNow(g));
     const every = a.intervalMs ?? Math.floor(ttl.ttlMs / 3);
     if (!Number.isSafeInteger(every) || every < KEEPALIVE_INTERVAL_MIN_MS || every >= ttl.ttlMs) {
       throw new DkvError(
@@ -547,6 +578,7 @@ export class DkvNode {
     const data = encodeEnvelope({ time: Math.max(now, g.sm.time), cmd: { op: 'tick' } });
     const r = g.raw.propose(data);
     if (!r.ok) return;
+    g.lastStampMono = this.clock.monotonicMs();
     g.tickInFlight = true;
     g.addProposal(r.index, r.term, {
       resolve: () => {
@@ -714,7 +746,8 @@ export class DkvNode {
 
   private proposeTo(g: GroupReplica, cmd: Command, session: CmdArgs['session']): Promise<unknown> {
     if (!g.isLeader) return Promise.reject(this.notLeader(g));
-    const now = this.clock.nowMs();
+    const now = this.replicatedNow(g);
+    g.lastStampMono = this.clock.monotonicMs();
     const data = encodeEnvelope({
       time: Math.max(now, g.sm.time),
       cmd,
@@ -780,7 +813,7 @@ export class DkvNode {
   private runRead(g: GroupReplica, r: ReadRequest): unknown {
     if (typeof r !== 'object' || r === null)
       throw new DkvError(ErrorCode.InvalidArgument, 'read must be an object');
-    const now = this.clock.nowMs();
+    const now = this.replicatedNow(g);
     const sm = g.sm;
     const str = (v: unknown, what: string): string => {
       if (typeof v !== 'string') throw new DkvError(ErrorCode.InvalidArgument, `${what} must be a string`);

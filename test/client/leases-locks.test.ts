@@ -38,12 +38,21 @@ async function putLeased(c: DkvClient, key: string, value: unknown, id: number):
 }
 
 /** serverDeadline reads the lease's replicated deadline (the same clock as Date.now() here). */
+/**
+ * serverDeadline is when the server will end the lease, in this process's Date.now() terms:
+ * the time the read was sent plus the time the server said was left. Replicated time runs at
+ * the rate of the leader's monotonic clock but is not wall time (node.ts `replicatedNow`), so
+ * the deadline itself is not comparable with Date.now(). The server computed what was left
+ * at or after `sent`, so the real deadline is at least this.
+ */
 async function serverDeadline(c: DkvClient, lease: Lease): Promise<number | undefined> {
-  const all = (await c.read({ group: lease.group }, { op: 'lease.list' }, 'linearizable')) as {
-    id: number;
-    deadline: number;
-  }[];
-  return all.find((l) => l.id === lease.wireId)?.deadline;
+  const sent = Date.now();
+  try {
+    return sent + (await c.lease.timeToLive(lease.id)).remainingMs;
+  } catch (err) {
+    if (isDkvError(err) && err.code === ErrorCode.LeaseNotFound) return undefined;
+    throw err;
+  }
 }
 
 async function until(
