@@ -2,12 +2,12 @@
  * `npm run jepsen:soak`: the long proof (issue 7). Two parts, each run after the other on a
  * fresh cluster per run:
  *
- * - The correct build: `--runs` seeded runs (default 24) that rotate through every workload
+ * - The correct build: `--runs` seeded runs (default 20) that rotate through every workload
  *   and every nemesis (each run gets a workload and a set of nemeses), each `--time` seconds.
  *   Every one must come out valid.
  * - The positive controls: every planted bug (`--bug`), `--bug-seeds` seeds each (default
- *   10), with the workload and nemeses that expose it. Each must be caught (valid=false) in
- *   at least 9 of 10.
+ *   10), `--bug-time` seconds each (default 40), with the workload and nemeses that expose
+ *   it. Each must be caught (valid=false) in at least 9 of 10.
  *
  * Writes every run's outputs under `--out` (default jepsen-out/soak-<time>), plus
  * `summary.json` and `summary.md` (the tables for the README), and prints progress. Exits 0
@@ -40,7 +40,9 @@ const BUG_PLANS: Record<BugName, { workload: WorkloadName; nemeses: NemesisName[
   'no-fsync': { workload: 'set', nemeses: ['kill'] },
   'lock-no-lease-check': { workload: 'lock', nemeses: ['partition', 'pause'] },
   'watch-skip': { workload: 'watch', nemeses: ['partition', 'kill'] },
-  'double-apply': { workload: 'counter', nemeses: ['kill', 'partition-leader'] },
+  // A paused or killed leader leaves entries its followers hold but it never answered: the
+  // client's retry of such a request is what the exactly-once table must catch.
+  'double-apply': { workload: 'counter', nemeses: ['pause', 'kill'] },
 };
 
 interface RunRow {
@@ -63,7 +65,9 @@ function violationsOf(results: Record<string, unknown>): string[] {
   const out: string[] = [];
   const lin = results.linearizability as { valid: unknown; invalid: { key: string }[] } | null;
   if (lin !== null && lin !== undefined && lin.valid === false)
-    out.push(`linearizability: ${lin.invalid.map((p) => p.key).join(', ')}`);
+    out.push(
+      `linearizability: ${lin.invalid.length === 10 ? '10+' : lin.invalid.length} non-linearizable key(s)`,
+    );
   for (const c of (results.checkers ?? []) as {
     checker: string;
     valid: unknown;
@@ -81,10 +85,10 @@ function violationsOf(results: Record<string, unknown>): string[] {
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
-      runs: { type: 'string', default: '24' },
+      runs: { type: 'string', default: '20' },
       time: { type: 'string', default: '30' },
       'bug-seeds': { type: 'string', default: '10' },
-      'bug-time': { type: 'string', default: '60' },
+      'bug-time': { type: 'string', default: '40' },
       only: { type: 'string' },
       out: { type: 'string' },
       seed: { type: 'string', default: '1000' },

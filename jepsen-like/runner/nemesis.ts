@@ -6,7 +6,8 @@
  *   `partition-leader`: the node leading the most groups, alone; `partition-ring`: every node
  *   hears a majority but no two the same one (with 3 nodes: a directed ring, each node hears
  *   only its predecessor); `bridge`: two halves that only one bridge node joins.
- * - `kill`: SIGKILL one node, the leader, a majority or every node; the heal restarts them.
+ * - `kill`: SIGKILL one node (20%), the leader (20%), a majority (25%) or every node (35%);
+ *   the heal restarts them.
  * - `pause`: SIGSTOP one node or the leader; the heal sends SIGCONT.
  * - `clock`: a node's clock (or every node's) jumps by an offset and runs at a skewed rate,
  *   through the test-only admin call (`POST /test/clock`, the `clock` test hook).
@@ -191,7 +192,9 @@ export async function startFault(ctx: NemesisContext, step: Step): Promise<Fault
       return partition(c, cutBetween(c, [a, b]), [], { bridge, sides: [a, b] }, 'bridge');
     }
     case 'kill': {
-      const mode = pickOne(['one', 'leader', 'majority', 'all'] as const, p[1]!);
+      // Whole-cluster and majority kills are what test durability: weighted up.
+      const q = p[1]!;
+      const mode = q < 0.2 ? 'one' : q < 0.4 ? 'leader' : q < 0.65 ? 'majority' : 'all';
       const up = ids.filter((id) => c.running(id));
       let victims: number[];
       if (mode === 'one') victims = [pickOne(up, p[0]!)];

@@ -26,7 +26,7 @@
  * wall-clock jump neither expires every waiter at once nor stalls them.
  *
  * Test hooks (test-hooks.ts; only `dkv node` sets them, from DKV_TEST_HOOKS): a SkewedClock,
- * and planted bugs: `stale-read` here (a leader answers linearizable reads locally),
+ * and planted bugs: `stale-read` here (any replica answers linearizable reads locally),
  * `no-fsync` in NodeStorage, and the others in the state machine config.
  */
 import { type Clock, systemClock } from '../clock.js';
@@ -797,10 +797,11 @@ export class DkvNode {
     if (consistency === 'serializable') return run();
     if (consistency !== 'linearizable')
       throw new DkvError(ErrorCode.InvalidArgument, 'consistency is linearizable or serializable');
-    if (!g.isLeader) throw this.notLeader(g);
-    // The planted bug `stale-read`: a node that believes it leads answers from its own replica,
-    // without confirming its leadership (ReadIndex); a deposed leader may answer stale data.
+    // The planted bug `stale-read`: any replica answers from its own state at once, without
+    // confirming leadership (ReadIndex) or redirecting: a deposed or cut-off leader, and any
+    // lagging follower a client still routes to, answer stale data.
     if (this.hooks.bugs.has('stale-read')) return run();
+    if (!g.isLeader) throw this.notLeader(g);
     run(); // validate the request now, so a bad one fails at once
     return new Promise((resolve, reject) => {
       const deadline = this.clock.monotonicMs() + this.cfg.requestWaitMs;

@@ -1,8 +1,9 @@
 /**
  * The harness's smoke test (issue 7, "Proof"): a few workloads on a real 3-node cluster, about
  * 20 seconds each, under partitions and kills, must come out valid, with every fault
- * verified to have taken effect and every output written. The longer matrix and the planted
- * bugs are `npm run jepsen:soak`.
+ * verified to have taken effect and every output written. Two planted bugs (positive
+ * controls) must be caught: a harness that cannot fail proves nothing. The longer matrix and
+ * every planted bug over 10 seeds are `npm run jepsen:soak`.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -48,6 +49,19 @@ describe('jepsen smoke: real cluster, partition and kill', () => {
       for (const f of r.faults) expect(f.verified, `${f.nemesis}: ${f.verified}`).toMatch(/^ok/);
       for (const f of ['history.jsonl', 'results.json', 'timeline.html', 'plot.html', 'nodes/node1.log'])
         expect(existsSync(join(out, f)), f).toBe(true);
+    });
+  }
+});
+
+describe('jepsen smoke: positive controls (planted bugs must be caught)', () => {
+  for (const [workload, bug] of [
+    ['lock', 'lock-no-lease-check'],
+    ['watch', 'watch-skip'],
+  ] as const) {
+    it(`${workload} with --bug ${bug} is invalid`, async () => {
+      const out = join(dir, `bug-${bug}`);
+      const outcome = await runTest({ workload, nemeses: [], timeSec: 12, nodes: 3, seed: 7, out, bug });
+      expect(outcome.valid).toBe(false);
     });
   }
 });
