@@ -68,6 +68,13 @@ export interface LeaseCheckOptions {
   readonly slackMs?: number;
   /** How long past its latest deadline a lease may take to end: an entry must commit (default 2000 ms). */
   readonly lateMs?: number;
+  /**
+   * Outages: windows (monotonic ns, as the history's `time`) in which replicated time may
+   * stand still, because no majority of nodes ran (a majority or the whole cluster killed,
+   * until it recovered). A lease's latest deadline moves later by the part of each outage
+   * that falls after the op that set it. Default none.
+   */
+  readonly outages?: readonly { readonly startNs: number; readonly endNs: number }[];
 }
 
 /** LEASE_CHECK_DEFAULTS are the options' defaults. */
@@ -163,18 +170,22 @@ function checkOptions(o: LeaseCheckOptions): Required<LeaseCheckOptions> {
   const rateMax = o.rateMax ?? LEASE_CHECK_DEFAULTS.rateMax;
   const slackMs = o.slackMs ?? LEASE_CHECK_DEFAULTS.slackMs;
   const lateMs = o.lateMs ?? LEASE_CHECK_DEFAULTS.lateMs;
+  const outages = [...(o.outages ?? [])].sort((a, b) => a.startNs - b.startNs);
+  for (const w of outages)
+    if (!Number.isFinite(w.startNs) || !Number.isFinite(w.endNs) || w.endNs < w.startNs)
+      throw new DkvError(ErrorCode.InvalidArgument, 'lease checker: an outage must have startNs <= endNs');
   if (!Number.isFinite(rateMax) || rateMax < 1)
     throw new DkvError(ErrorCode.InvalidArgument, `lease checker: rateMax must be >= 1, got ${rateMax}`);
   if (!Number.isFinite(slackMs) || slackMs < 0)
     throw new DkvError(ErrorCode.InvalidArgument, `lease checker: slackMs must be >= 0, got ${slackMs}`);
   if (!Number.isFinite(lateMs) || lateMs < 0)
     throw new DkvError(ErrorCode.InvalidArgument, `lease checker: lateMs must be >= 0, got ${lateMs}`);
-  return { rateMax, slackMs, lateMs };
+  return { rateMax, slackMs, lateMs, outages };
 }
 
 /** checkLease checks a lease workload's history (see the file comment for the rules). */
 export function checkLease(history: History, options: LeaseCheckOptions = {}): CheckerResult {
-  const { rateMax, slackMs, lateMs } = checkOptions(options);
+  const { rateMax, slackMs, lateMs, outages } = checkOptions(options);
   const slackNs = slackMs * NS_PER_MS;
   const lateNs = lateMs * NS_PER_MS;
   const v = new ViolationList();
@@ -353,7 +364,13 @@ export function checkLease(history: History, options: LeaseCheckOptions = {}): C
     const last = n > 0 ? r.ops[r.retMax[n - 1]!]! : undefined;
     const grantDone = lease.grant.completion!.time;
     const by = last !== undefined && last.completion!.time > grantDone ? last : lease.grant;
-    return { timeNs: by.completion!.time + lease.ttlNs * rateMax, by };
+    let timeNs = by.completion!.time + lease.ttlNs * rateMax;
+    for (const o of outages) {
+      if (o.startNs >= timeNs) break;
+      const from = Math.max(o.startNs, by.completion!.time);
+      if (o.endNs > from) timeNs += o.endNs - from;
+    }
+    return { timeNs, by };
   };
   /** expiredBefore tells whether the lease was certainly ended (latest + late) when `op` was invoked. */
   const expiredBefore = (lease: Lease, op: HistoryOp): Deadline | undefined => {

@@ -78,6 +78,8 @@ export interface TestOutcome {
   readonly results: Record<string, unknown>;
 }
 
+/** RECOVERY_NS bounds how long killed nodes take to restart and elect after the heal. */
+const RECOVERY_NS = 5e9;
 /** CLOCK_RATE_MAX and CLOCK_OFFSET_MAX_MS bound the clock nemesis. */
 export const CLOCK_RATE_MAX = 1.1;
 export const CLOCK_OFFSET_MAX_MS = 10_000;
@@ -168,6 +170,7 @@ export async function runTest(opts: TestOptions): Promise<TestOutcome> {
     log,
   };
   const faults: FaultWindow[] = [];
+  const outages: { startNs: number; endNs: number }[] = [];
   const faultLog: Record<string, unknown>[] = [];
   const workerErrors: string[] = [];
   let phaseTimes: Record<string, number> = {};
@@ -184,7 +187,7 @@ export async function runTest(opts: TestOptions): Promise<TestOutcome> {
       log(`  t=${((recorder.nowNs() - startNs) / 1e9).toFixed(0)}s ok=${c.ok} fail=${c.fail} info=${c.info}`);
     }, 5000);
     try {
-      await runSchedule(cluster, recorder, schedule, startNs, timeMs, faults, faultLog, log);
+      await runSchedule(cluster, recorder, schedule, startNs, timeMs, faults, faultLog, outages, log);
       abort.abort();
       // Heal everything that might be left, then wait for the cluster to recover.
       const healStart = recorder.nowNs();
@@ -236,6 +239,7 @@ export async function runTest(opts: TestOptions): Promise<TestOutcome> {
   const checks: WorkloadChecks = workload.check(history, {
     timeBudgetMs: opts.timeBudgetMs ?? 10_000,
     clockRateMax: opts.nemeses.includes('clock') ? CLOCK_RATE_MAX : 1,
+    outages,
   });
   const checkMs = Math.round(performance.now() - c0);
   const verdicts: Verdict[] = [
@@ -262,6 +266,7 @@ export async function runTest(opts: TestOptions): Promise<TestOutcome> {
     checkMs,
     phases: phaseTimes,
     faults: faultLog,
+    outages,
     schedule,
     harnessProblems,
     linearizability:
@@ -304,6 +309,7 @@ async function runSchedule(
   timeMs: number,
   faults: FaultWindow[],
   faultLog: Record<string, unknown>[],
+  outages: { startNs: number; endNs: number }[],
   log: (line: string) => void,
 ): Promise<void> {
   const elapsedMs = (): number => (recorder.nowNs() - startNs) / 1e6;
@@ -352,6 +358,11 @@ async function runSchedule(
       startNs: begin,
       endNs: recorder.nowNs(),
     });
+    // No majority runs from a majority or whole-cluster kill until the restarted nodes have
+    // started and elected (RECOVERY_NS after the heal): replicated time may stand still.
+    const mode = fault.detail.mode;
+    if (step.nemesis === 'kill' && (mode === 'majority' || mode === 'all'))
+      outages.push({ startNs: begin, endNs: recorder.nowNs() + RECOVERY_NS });
   }
   await sleep(Math.max(0, timeMs - elapsedMs()));
 }

@@ -76,8 +76,9 @@ export class GroupReplica {
    * leadership is lost.
    */
   timeAnchor: { readonly stamp: number; readonly mono: number } | undefined;
-  /** The monotonic time of the last entry this leader stamped (node.ts refreshes time with ticks). */
-  lastStampMono = 0;
+  /** The applied time (sm.time) as of `appliedTimeMono`, the monotonic time this node applied it. */
+  appliedTime = 0;
+  appliedTimeMono = 0;
 
   private readonly proposals = new Map<number, Proposal>();
   /** Reads waiting for the next ReadIndex batch. */

@@ -67,8 +67,6 @@ import { NO_FSYNC_FLUSH_MS, NO_TEST_HOOKS, stateMachineBugConfig, type TestHooks
 export const METADATA_GROUP = 0;
 /** REPLICAS is how many replicas each partition group has (fewer when the cluster is smaller). */
 export const REPLICAS = 3;
-/** A leader stamps a tick entry at least this often while a deadline is pending (replicatedNow). */
-const TIME_REFRESH_MS = 1000;
 /** How often leaderships are moved toward each group's preferred replica. */
 const BALANCE_EVERY_MS = 2000;
 
@@ -417,6 +415,9 @@ export class DkvNode {
       });
     }
     g.applyEntries(rd.committedEntries);
+    this.noteAppliedTime(g, this.clock.monotonicMs());
+    // A new leader anchors its replicated clock now, not at its first proposal.
+    if (g.isLeader && g.timeAnchor === undefined) this.replicatedNow(g);
     g.noteReadStates(rd.readStates);
   }
 
@@ -462,25 +463,36 @@ export class DkvNode {
    * replicatedNow is the time this node stamps g's entries with, and reads g against, as its
    * leader; a follower has only the applied time.
    *
-   * It runs on the monotonic clock from an anchor taken when this node first needs it in its
-   * term as leader, so a jump of the wall clock never moves replicated time (the clock
-   * nemesis of the harness jumps it by up to 10 s): no lease or TTL ends early because a
-   * leader's wall clock is ahead. The anchor is the applied time, which a leader refreshes
-   * with a tick entry at least every TIME_REFRESH_MS while any deadline is pending; only a
-   * group with nothing pending (where time cannot end anything) anchors at the wall clock,
-   * to keep replicated time near real time. The bound that follows: across a leader change a
-   * deadline is reached late by at most the election time plus TIME_REFRESH_MS plus one
-   * commit, never early; a clock running fast by a factor r shortens TTLs by that factor.
+   * A leader's replicated clock runs on its monotonic clock from an anchor taken when it
+   * becomes leader, so a jump of the wall clock never moves replicated time
+   * (the harness's clock nemesis jumps it by up to 10 s): no lease or TTL ends early because a
+   * leader's wall clock is ahead. The anchor continues the previous leader's clock: the last
+   * applied time plus the time since this node applied it, which is at most the previous
+   * leader's clock now (it stamped that time before this node applied it). So across a leader
+   * change, time loses only the replication delay of the last stamp (plus the downtime, for
+   * a node that restarted since: while no node runs nothing expires). Only a group that has
+   * never stamped an entry starts from the wall clock. A clock running fast by a factor r
+   * shortens TTLs by r.
    */
   private replicatedNow(g: GroupReplica): number {
     if (!g.isLeader) return g.sm.time;
     const mono = this.clock.monotonicMs();
     let a = g.timeAnchor;
     if (a === undefined) {
-      const base = g.sm.nextDeadline() === undefined ? Math.max(g.sm.time, this.clock.nowMs()) : g.sm.time;
-      a = g.timeAnchor = { stamp: base, mono };
+      this.noteAppliedTime(g, mono);
+      const continued = Math.floor(g.appliedTime + (mono - g.appliedTimeMono));
+      const base = g.sm.time === 0 ? this.clock.nowMs() : continued;
+      a = g.timeAnchor = { stamp: Math.max(g.sm.time, base), mono };
     }
     return Math.max(g.sm.time, Math.floor(a.stamp + (mono - a.mono)));
+  }
+
+  /** noteAppliedTime remembers when this node saw g's applied time advance (replicatedNow). */
+  private noteAppliedTime(g: GroupReplica, mono: number): void {
+    if (g.sm.time !== g.appliedTime) {
+      g.appliedTime = g.sm.time;
+      g.appliedTimeMono = mono;
+    }
   }
 
   private onTick(): void {
@@ -490,9 +502,10 @@ export class DkvNode {
       g.expire(mono);
       if (g.isLeader && !g.tickInFlight) {
         const due = g.sm.nextDeadline();
-        const now = this.replicatedNow(g);
-        if (due !== undefined && (due <= now || mono - g.lastStampMono >= TIME_REFRESH_MS))
-          this.proposeTick(g, now);
+        if (due !== undefined) {
+          const now = this.replicatedNow(g);
+          if (due <= now) this.proposeTick(g, now);
+        }
       }
     }
     this.renewLeases(mono);
@@ -578,7 +591,6 @@ export class DkvNode {
     const data = encodeEnvelope({ time: Math.max(now, g.sm.time), cmd: { op: 'tick' } });
     const r = g.raw.propose(data);
     if (!r.ok) return;
-    g.lastStampMono = this.clock.monotonicMs();
     g.tickInFlight = true;
     g.addProposal(r.index, r.term, {
       resolve: () => {
@@ -747,7 +759,6 @@ export class DkvNode {
   private proposeTo(g: GroupReplica, cmd: Command, session: CmdArgs['session']): Promise<unknown> {
     if (!g.isLeader) return Promise.reject(this.notLeader(g));
     const now = this.replicatedNow(g);
-    g.lastStampMono = this.clock.monotonicMs();
     const data = encodeEnvelope({
       time: Math.max(now, g.sm.time),
       cmd,

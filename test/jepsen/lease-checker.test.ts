@@ -285,6 +285,37 @@ describe('lease checker: gone after the deadline', () => {
     ).toBe(true);
   });
 
+  it('moves the latest deadline by the outages (no majority running) after the op that set it', () => {
+    const ms = 1e6;
+    // A 1500 ms outage from 500 ms: latest 1010 + 1500 = 2510, + late 2000 = 4510.
+    const outages = [{ startNs: 500 * ms, endNs: 2000 * ms }];
+    expect(
+      lease()
+        .add(read(4500, 4505, 'v'))
+        .check({ outages }).valid,
+    ).toBe(true);
+    expect(
+      kinds(
+        lease()
+          .add(read(4520, 4530, 'v'))
+          .check({ outages }),
+      ),
+    ).toEqual(['read-after-expiry']);
+    // An outage after the latest deadline, or one that ended before the grant, moves nothing.
+    for (const late of [
+      { startNs: 1020 * ms, endNs: 9000 * ms },
+      { startNs: 0, endNs: 5 * ms },
+    ])
+      expect(
+        kinds(
+          lease()
+            .add(read(3020, 3030, 'v'))
+            .check({ outages: [late] }),
+        ),
+      ).toEqual(['read-after-expiry']);
+    expect(() => lease().check({ outages: [{ startNs: 2, endNs: 1 }] })).toThrow(/outage/);
+  });
+
   it('moves the latest deadline with ok keepalives invoked before the read', () => {
     const keep: Spec = { f: 'keepalive', key: 'L', t0: 500, t1: 520 };
     expect(

@@ -131,7 +131,7 @@ export function leaseWorkload(concurrency = 6): Workload {
       // Each round reads its key until it is gone: nothing is left to read.
     },
     check(history: History, opts: CheckOptions): WorkloadChecks {
-      return { checkers: [checkLease(history, { rateMax: opts.clockRateMax })] };
+      return { checkers: [checkLease(history, { rateMax: opts.clockRateMax, outages: opts.outages })] };
     },
   };
 }

@@ -214,7 +214,12 @@ export function lockWorkload(concurrency = 6): Workload {
       }
     },
     check(history: History, opts: CheckOptions): WorkloadChecks {
-      return { checkers: [checkFencing(history), checkLease(history, { rateMax: opts.clockRateMax })] };
+      return {
+        checkers: [
+          checkFencing(history),
+          checkLease(history, { rateMax: opts.clockRateMax, outages: opts.outages }),
+        ],
+      };
     },
   };
 }

@@ -46,6 +46,8 @@ export interface CheckOptions {
   readonly timeBudgetMs: number;
   /** The largest clock-rate skew the run applied (1 without the clock nemesis). */
   readonly clockRateMax: number;
+  /** Windows (history ns) in which no majority of nodes ran: replicated time may stand still. */
+  readonly outages: readonly { readonly startNs: number; readonly endNs: number }[];
 }
 
 /** Workload is one of CONTRACT.md's workloads. */
