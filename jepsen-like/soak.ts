@@ -114,6 +114,7 @@ async function main(): Promise<number> {
     workload: WorkloadName;
     nemeses: NemesisName[];
     bug?: BugName;
+    opTimeoutMs?: number;
     seed: number;
     time: number;
   }[] = [];
