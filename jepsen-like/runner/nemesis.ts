@@ -113,7 +113,7 @@ async function commitIndexes(c: HarnessCluster, ids: readonly number[]): Promise
 
 /** verifyCut: the cut links drop frames, and an isolated minority's commit indexes stop. */
 async function verifyCut(c: HarnessCluster, cut: Link[], minority: readonly number[]): Promise<string> {
-  const before = c.linkCounters(cut).blackholed;
+  const before = c.linkCounters(cut);
   // Frames already in flight may still land for a moment: measure the minority after it settles.
   await sleep(600);
   const m0 = await commitIndexes(c, minority);
@@ -123,17 +123,22 @@ async function verifyCut(c: HarnessCluster, cut: Link[], minority: readonly numb
   const m1 = await commitIndexes(c, minority);
   const r1 = await commitIndexes(c, rest);
   const problems: string[] = [];
-  if (c.linkCounters(cut).blackholed <= before) problems.push('no frame was blackholed on the cut links');
+  const after = c.linkCounters(cut);
+  // Frames that arrived on a cut link and were not blackholed went through: the cut failed.
+  if (after.frames - before.frames > after.blackholed - before.blackholed)
+    problems.push('frames crossed the cut links');
+  const quiet = after.frames === before.frames;
   const moved = (a: Map<number, number[]>, b: Map<number, number[]>): boolean =>
     [...b].some(([id, xs]) => xs.some((x, i) => x > (a.get(id)?.[i] ?? x)));
   if (minority.length > 0 && moved(m0, m1))
     problems.push(`the isolated side (${minority.join(',')}) still commits`);
   const restMoved = moved(r0, r1);
-  return problems.length > 0
-    ? problems.join('; ')
-    : minority.length > 0 && !restMoved
-      ? 'ok (links cut; the majority committed nothing meanwhile, so the stall is not conclusive)'
-      : 'ok';
+  if (problems.length > 0) return problems.join('; ');
+  const notes: string[] = [];
+  if (quiet) notes.push('the cut links carried nothing meanwhile: their connections were down, reconnecting');
+  if (minority.length > 0 && !restMoved)
+    notes.push('the majority committed nothing meanwhile, so the stall is not conclusive');
+  return notes.length === 0 ? 'ok' : `ok (${notes.join('; ')})`;
 }
 
 function partition(
