@@ -21,9 +21,11 @@
  * served from the local replica.
  *
  * Time: the node reads clocks only through its Clock (`clock` option; the machine's by
- * default). Wall time (`nowMs`) stamps proposed entries (replicated time) and local reads;
- * monotonic time (`monotonicMs`) bounds how long requests wait and paces keep-alives, so a
- * wall-clock jump neither expires every waiter at once nor stalls them.
+ * default). Replicated time, which stamps proposed entries and hides expired keys from
+ * reads, runs on the monotonic clock from an anchor each leader takes (`replicatedNow`);
+ * wall time only starts a new group's clock. Monotonic time also bounds how long requests
+ * wait and paces keep-alives, so a wall-clock jump neither ends a lease early, nor expires
+ * every waiter at once, nor stalls them.
  *
  * Test hooks (test-hooks.ts; only `dkv node` sets them, from DKV_TEST_HOOKS): a SkewedClock,
  * and planted bugs: `stale-read` here (any replica answers linearizable reads locally),
