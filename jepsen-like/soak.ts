@@ -14,7 +14,7 @@
  * when every correct run was valid and every bug was caught in at least 90% of its seeds.
  *
  *     npm run jepsen:soak -- [--runs N] [--time S] [--bug-seeds N] [--bug-time S]
- *                            [--only correct|bugs] [--out DIR] [--seed X]
+ *                            [--only correct|bugs] [--bug NAME,...] [--out DIR] [--seed X]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -35,7 +35,10 @@ const NEMESIS_SETS: NemesisName[][] = [
 ];
 
 /** BUG_PLANS: the workload and nemeses that expose each planted bug. */
-const BUG_PLANS: Record<BugName, { workload: WorkloadName; nemeses: NemesisName[]; opTimeoutMs?: number }> = {
+const BUG_PLANS: Record<
+  BugName,
+  { workload: WorkloadName; nemeses: NemesisName[]; opTimeoutMs?: number; concurrency?: number }
+> = {
   'stale-read': { workload: 'register', nemeses: ['partition-leader', 'partition'] },
   'no-fsync': { workload: 'set', nemeses: ['kill'] },
   'lock-no-lease-check': { workload: 'lock', nemeses: ['partition', 'pause'] },
@@ -44,7 +47,8 @@ const BUG_PLANS: Record<BugName, { workload: WorkloadName; nemeses: NemesisName[
   // client's retry of such a request is what the exactly-once table must catch.
   // A long call timeout keeps those calls ok instead of info, so the counter's bounds are
   // exact enough to see an add applied twice.
-  'double-apply': { workload: 'counter', nemeses: ['pause', 'kill'], opTimeoutMs: 20_000 },
+  // More workers keep more requests in flight at the moment of the fault.
+  'double-apply': { workload: 'counter', nemeses: ['pause', 'kill'], opTimeoutMs: 20_000, concurrency: 32 },
 };
 
 interface RunRow {
@@ -94,6 +98,7 @@ async function main(): Promise<number> {
       only: { type: 'string' },
       out: { type: 'string' },
       seed: { type: 'string', default: '1000' },
+      bug: { type: 'string' },
     },
   });
   const runs = Number(values.runs);
@@ -115,6 +120,7 @@ async function main(): Promise<number> {
     nemeses: NemesisName[];
     bug?: BugName;
     opTimeoutMs?: number;
+    concurrency?: number;
     seed: number;
     time: number;
   }[] = [];
@@ -128,7 +134,7 @@ async function main(): Promise<number> {
         time,
       });
   if (only !== 'correct')
-    for (const bug of BUGS)
+    for (const bug of BUGS.filter((b) => values.bug === undefined || values.bug.split(',').includes(b)))
       for (let i = 0; i < bugSeeds; i++)
         plan.push({ kind: 'bug', ...BUG_PLANS[bug], bug, seed: seed0 + 500 + i, time: bugTime });
 
@@ -148,6 +154,7 @@ async function main(): Promise<number> {
         out: dir,
         ...(p.bug !== undefined && { bug: p.bug }),
         ...(p.opTimeoutMs !== undefined && { opTimeoutMs: p.opTimeoutMs }),
+        ...(p.concurrency !== undefined && { concurrency: p.concurrency }),
       });
       const r = o.results as {
         ops: { total: number };
