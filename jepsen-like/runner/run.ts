@@ -15,6 +15,7 @@
  * removed). The verdict is valid / invalid / unknown, as the checkers say; a run whose
  * harness failed (the cluster never started, say) throws instead.
  */
+import { setMaxListeners } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { DkvClient } from '../../src/client/client.js';
@@ -155,6 +156,8 @@ export async function runTest(opts: TestOptions): Promise<TestOutcome> {
   const clients = new Set<DkvClient>();
   const abort = new AbortController();
   const stop = new AbortController();
+  // Every worker waits on these signals at once (sleep): many listeners is expected.
+  setMaxListeners(0, abort.signal, stop.signal);
   const ctx: WorkloadContext = {
     servers: cluster.servers,
     recorder,
