@@ -80,7 +80,7 @@ export interface PutOptions extends CallOptions {
   readonly ttlMs?: number;
   /** Bind the key to a lease: it goes when the lease does. */
   readonly lease?: number;
-  /** Only if the key's current version is this (0: only if absent). */
+  /** Only if the key's current version is this (an integer >= 1; use ifAbsent to require absence). */
   readonly ifVersion?: number;
   /** Only if the key does not exist. */
   readonly ifAbsent?: boolean;
