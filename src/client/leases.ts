@@ -72,6 +72,14 @@ const KEEPALIVE_INTERVAL_MIN_MS = 100;
 /** A stream is re-anchored once the leader's clock moved this many TTLs since its first renewal. */
 const REANCHOR_TTLS = 4;
 
+/**
+ * userLeaseItem shows an item's lease (the index its group's server stores) by the id users
+ * know it by (leaseId). Items without a lease are returned as they are.
+ */
+export function userLeaseItem<T extends { readonly lease?: number }>(item: T, group: number): T {
+  return item.lease === undefined ? item : { ...item, lease: leaseId(group, item.lease) };
+}
+
 /** leaseId builds the id users see from a group and the lease's index in that group. */
 export function leaseId(group: number, index: number): number {
   if (!Number.isSafeInteger(group) || group < 1 || group >= LEASE_GROUP_SPAN)

@@ -28,6 +28,7 @@ import { DkvError, ErrorCode } from '../errors.js';
 import type { Consistency, ReadRequest } from '../transport/protocol.js';
 import { hashTagOf } from '../transport/slots.js';
 import type { CallOptions, ClientCore, Route } from './core.js';
+import { userLeaseItem } from './leases.js';
 import type { Item } from './types.js';
 
 /** GroupItem is an Item with the partition group it was read from. */
@@ -165,7 +166,10 @@ function checkScanPage(raw: unknown, group: number): { items: GroupItem[]; more:
   const p = raw as { items?: unknown; more?: unknown } | null;
   if (typeof p !== 'object' || p === null || !Array.isArray(p.items))
     throw new DkvError(ErrorCode.Unavailable, `group ${group} answered a scan with a malformed page`);
-  return { items: p.items.map((it) => ({ ...(it as Item), group })), more: p.more === true };
+  return {
+    items: p.items.map((it) => userLeaseItem({ ...(it as Item), group }, group)),
+    more: p.more === true,
+  };
 }
 
 /**
@@ -368,7 +372,7 @@ function checkQueryPage(raw: unknown, group: number): QueryPage {
   if (typeof p !== 'object' || p === null || !Array.isArray(p.items))
     throw new DkvError(ErrorCode.Unavailable, `group ${group} answered a query with a malformed page`);
   return {
-    items: p.items.map((it) => ({ ...(it as Item), group })),
+    items: p.items.map((it) => userLeaseItem({ ...(it as Item), group }, group)),
     ...(p.next !== undefined && p.next !== null && { next: p.next }),
     ...(typeof p.count === 'number' && { count: p.count }),
   };

@@ -47,6 +47,7 @@
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import { slotOf } from '../transport/slots.js';
 import type { ClientCore, ClientStream } from './core.js';
+import { userLeaseItem } from './leases.js';
 import { groupsFor } from './scan.js';
 import type { Item } from './types.js';
 
@@ -422,8 +423,8 @@ class Watch implements WatchStream, AsyncIterator<WatchEvent> {
         ...(ev.value !== undefined && { value: ev.value }),
         revision: ev.revision,
         group: f.group,
-        ...(ev.item !== undefined && { item: ev.item as Item }),
-        ...(ev.prev !== undefined && { prev: ev.prev as Item }),
+        ...(ev.item !== undefined && { item: userLeaseItem(ev.item as Item, f.group) }),
+        ...(ev.prev !== undefined && { prev: userLeaseItem(ev.prev as Item, f.group) }),
       };
       f.last = ev.revision;
       this.push({ group: f.group, event, pos: ev.revision });
@@ -441,7 +442,7 @@ class Watch implements WatchStream, AsyncIterator<WatchEvent> {
       if (compacted)
         this.push({ group: f.group, compacted: { group: f.group, revision, items: items.length } });
       for (let i = 0; i < items.length; i++) {
-        const item = items[i] as Item;
+        const item = userLeaseItem(items[i] as Item, f.group);
         const event: WatchEvent = {
           type: 'put',
           cause: 'snapshot',

@@ -109,6 +109,29 @@ describe('leases and locks on a cluster', () => {
     return l;
   };
 
+  it('get, scan, watch events and watch snapshots show the lease of a key by its user id', async () => {
+    const lease = track(await a.lease.grant(5000, { key: '{uid}' }));
+    const watch = b.watch({ prefix: '{uid}/', snapshot: true });
+    await watch.ready;
+    await a.put('{uid}/k', 1, { lease: lease.id });
+    expect((await b.get('{uid}/k'))?.lease).toBe(lease.id);
+    const scanned: (number | undefined)[] = [];
+    for await (const it of b.scan({ prefix: '{uid}/' })) scanned.push(it.lease);
+    expect(scanned).toEqual([lease.id]);
+    for await (const ev of watch) {
+      expect(ev.item?.lease).toBe(lease.id);
+      break;
+    }
+    watch.close();
+    const again = b.watch({ prefix: '{uid}/', snapshot: true });
+    for await (const ev of again) {
+      expect(ev.cause).toBe('snapshot');
+      expect(ev.item?.lease).toBe(lease.id);
+      break;
+    }
+    again.close();
+  });
+
   it('keep-alive keeps a lease and its key alive; close lets it expire, revoke ends it at once', async () => {
     const kept = track(await a.lease.grant(1000, { key: '{ka}x' }));
     const closed = track(await a.lease.grant(1000, { key: '{kc}x' }));
