@@ -14,7 +14,7 @@ import { rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkPortsFree, LocalCluster, planNodes, writeNodeConfigs } from '../src/admin/dev.js';
+import { freeBasePort, LocalCluster, planNodes, writeNodeConfigs } from '../src/admin/dev.js';
 import { DkvClient } from '../src/client/client.js';
 import { type Figures, runIfMain, xorshift32 } from './common.js';
 
@@ -82,31 +82,22 @@ async function closedLoop(
 /** startCluster starts a 3-node cluster in a temp dir on free ports. */
 async function startCluster(): Promise<{ cluster: LocalCluster; dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'dkv-bench-'));
-  for (let attempt = 0; ; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const specs = planNodes(dir, 3, base);
-    try {
-      await checkPortsFree(specs);
-    } catch (err) {
-      if (attempt < 50) continue;
-      throw err;
-    }
-    writeNodeConfigs(specs);
-    const cluster = new LocalCluster(specs, {
-      onExit: (id, exit) => {
-        if (!exit.expected) console.error(cluster.node(id).describeExit(exit));
-      },
-    });
-    cluster.startAll();
-    try {
-      await cluster.waitReady(60_000);
-    } catch (err) {
-      await cluster.killAll();
-      rmSync(dir, { recursive: true, force: true });
-      throw err;
-    }
-    return { cluster, dir };
+  const specs = planNodes(dir, 3, await freeBasePort(3, dir));
+  writeNodeConfigs(specs);
+  const cluster = new LocalCluster(specs, {
+    onExit: (id, exit) => {
+      if (!exit.expected) console.error(cluster.node(id).describeExit(exit));
+    },
+  });
+  cluster.startAll();
+  try {
+    await cluster.waitReady(60_000);
+  } catch (err) {
+    await cluster.killAll();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
   }
+  return { cluster, dir };
 }
 
 /** bench runs the cluster workloads and returns their figures. */

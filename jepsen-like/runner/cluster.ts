@@ -17,7 +17,8 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSyn
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkPortsFree, LocalCluster, type NodeSpec, nodeConfigOf, planNodes } from '../../src/admin/dev.js';
+import { freeBasePort, LocalCluster, type NodeSpec, nodeConfigOf, planNodes } from '../../src/admin/dev.js';
+import { TEST_HOOKS_ENV } from '../../src/node/test-hooks.js';
 import type { ClusterStatus } from '../../src/transport/protocol.js';
 import { RpcClient } from '../../src/transport/rpc-client.js';
 import { type Direction, type LinkMode, LinkProxy } from './proxy.js';
@@ -41,19 +42,6 @@ export interface Link {
   readonly to: number;
   readonly proxy: LinkProxy;
   readonly dir: Direction;
-}
-
-async function freeBase(nodes: number, dir: string): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    try {
-      await checkPortsFree(planNodes(dir, nodes, base));
-      return base;
-    } catch {
-      // taken: try another range
-    }
-  }
-  throw new Error('no free port range found in 50 attempts');
 }
 
 /** HarnessCluster is a running cluster with its proxies. */
@@ -83,7 +71,7 @@ export class HarnessCluster {
     const dir = await mkdtemp(join(tmpdir(), 'dkv-jepsen-'));
     let c: HarnessCluster | undefined;
     try {
-      const base = await freeBase(opts.nodes, dir);
+      const base = await freeBasePort(opts.nodes, dir);
       const specs = planNodes(dir, opts.nodes, base);
       c = new HarnessCluster(dir, specs, opts);
       for (const a of specs)
@@ -109,16 +97,8 @@ export class HarnessCluster {
         mkdirSync(s.dataDir, { recursive: true });
         writeFileSync(s.configFile, `${JSON.stringify(cfg, null, 2)}\n`);
       }
-      const saved = process.env.DKV_TEST_HOOKS;
-      if (opts.testHooks === '') delete process.env.DKV_TEST_HOOKS;
-      else process.env.DKV_TEST_HOOKS = opts.testHooks;
-      try {
-        c.local.startAll();
-      } finally {
-        if (saved === undefined) delete process.env.DKV_TEST_HOOKS;
-        else process.env.DKV_TEST_HOOKS = saved;
-      }
       c.hooks = opts.testHooks;
+      c.withHooksEnv(() => c!.local.startAll());
       await c.local.waitReady(readyTimeoutMs);
       return c;
     } catch (err) {
@@ -202,15 +182,19 @@ export class HarnessCluster {
   /** restart starts a node that ended (with the same test hooks). */
   restart(id: number): void {
     const n = this.local.node(id);
-    if (n.running) return;
-    const saved = process.env.DKV_TEST_HOOKS;
-    if (this.hooks === '') delete process.env.DKV_TEST_HOOKS;
-    else process.env.DKV_TEST_HOOKS = this.hooks;
+    if (!n.running) this.withHooksEnv(() => n.start());
+  }
+
+  /** withHooksEnv runs `spawn` with DKV_TEST_HOOKS set to this cluster's hooks (spawned nodes inherit the environment). */
+  private withHooksEnv(spawn: () => void): void {
+    const saved = process.env[TEST_HOOKS_ENV];
+    if (this.hooks === '') delete process.env[TEST_HOOKS_ENV];
+    else process.env[TEST_HOOKS_ENV] = this.hooks;
     try {
-      n.start();
+      spawn();
     } finally {
-      if (saved === undefined) delete process.env.DKV_TEST_HOOKS;
-      else process.env.DKV_TEST_HOOKS = saved;
+      if (saved === undefined) delete process.env[TEST_HOOKS_ENV];
+      else process.env[TEST_HOOKS_ENV] = saved;
     }
   }
 

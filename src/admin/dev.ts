@@ -200,6 +200,20 @@ export async function checkPortsFree(specs: readonly NodeSpec[]): Promise<void> 
   }
 }
 
+/** freeBasePort finds a base port whose whole layout (client, peer, admin ports) is free now. */
+export async function freeBasePort(nodes: number, dir: string): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    try {
+      await checkPortsFree(planNodes(dir, nodes, base));
+      return base;
+    } catch {
+      // taken: try another range
+    }
+  }
+  throw new DkvError(ErrorCode.InUse, 'no free port range found in 50 attempts');
+}
+
 /**
  * nodeCommand is how to run `dkv node --config FILE` with this very build: the compiled
  * dist/admin/cli.js, or src/admin/cli.ts under tsx when this module runs from source.

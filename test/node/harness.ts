@@ -12,12 +12,15 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  checkPortsFree,
+  freeBasePort,
   LocalCluster,
   type NodeSpec,
   planNodes,
   writeNodeConfigs,
 } from '../../src/admin/dev.js';
+
+export { freeBasePort };
+
 import { DkvClient, type DkvClientOptions } from '../../src/client/client.js';
 import type { ClusterStatus } from '../../src/transport/protocol.js';
 import { RpcClient } from '../../src/transport/rpc-client.js';
@@ -37,20 +40,6 @@ const live = new Set<TestCluster>();
 /** destroyAllClusters kills and removes every cluster not destroyed yet. */
 export async function destroyAllClusters(): Promise<void> {
   await Promise.all([...live].map((c) => c.destroy()));
-}
-
-/** freeBasePort finds a base port whose whole layout (client, peer, admin ports) is free now. */
-export async function freeBasePort(nodes: number, dir: string): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    try {
-      await checkPortsFree(planNodes(dir, nodes, base));
-      return base;
-    } catch {
-      // taken: try another
-    }
-  }
-  throw new Error('no free port range found in 50 attempts');
 }
 
 export function sleep(ms: number): Promise<void> {

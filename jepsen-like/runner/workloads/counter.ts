@@ -10,7 +10,7 @@
 import type { DkvClient } from '../../../src/client/client.js';
 import { checkCounter } from '../../checkers/counter.js';
 import type { History } from '../../history.js';
-import type { Completion } from '../recorder.js';
+import type { Completion, Proc } from '../recorder.js';
 import { NO_EFFECT, sleep, type Workload, type WorkloadChecks, type WorkloadContext } from './workload.js';
 
 /**
@@ -30,22 +30,13 @@ async function countersFor(client: DkvClient): Promise<string[]> {
 /** counterWorkload builds the workload. */
 export function counterWorkload(concurrency = 8): Workload {
   let counters: Promise<string[]> | undefined;
-  const read = async (ctx: WorkloadContext, proc: { id: number }, name: string): Promise<void> => {
-    const client = await ctx.client();
-    try {
-      await ctx.recorder.op(proc, {
-        f: 'read',
-        key: name,
-        failOn: 'always',
-        run: async (): Promise<Completion> => ({
-          type: 'ok',
-          value: Number(await client.counter(name).get()),
-        }),
-      });
-    } finally {
-      await client.close();
-    }
-  };
+  const read = (ctx: WorkloadContext, proc: Proc, client: DkvClient, name: string) =>
+    ctx.recorder.op(proc, {
+      f: 'read',
+      key: name,
+      failOn: 'always',
+      run: async (): Promise<Completion> => ({ type: 'ok', value: Number(await client.counter(name).get()) }),
+    });
   return {
     name: 'counter',
     concurrency,
@@ -68,23 +59,14 @@ export function counterWorkload(concurrency = 8): Workload {
               return { type: 'ok', value: delta, extra: { result: after } };
             },
           });
-        } else {
-          await ctx.recorder.op(proc, {
-            f: 'read',
-            key: name,
-            failOn: 'always',
-            run: async (): Promise<Completion> => ({
-              type: 'ok',
-              value: Number(await client.counter(name).get()),
-            }),
-          });
-        }
+        } else await read(ctx, proc, client, name);
         await sleep(ctx.rng.int(10), ctx.signal);
       }
     },
     async final(ctx: WorkloadContext) {
+      const client = await ctx.client();
       const proc = ctx.recorder.newProcess();
-      for (const name of (await counters) ?? []) await read(ctx, proc, name);
+      for (const name of (await counters) ?? []) await read(ctx, proc, client, name);
     },
     check(history: History): WorkloadChecks {
       return { checkers: [checkCounter(history)] };
