@@ -47,6 +47,8 @@ export const ErrorCode = {
   NotFound: 'NOT_FOUND',
   /** The operation is not supported in this build or configuration. */
   Unsupported: 'UNSUPPORTED',
+  /** The thing to create exists already (a store, a member). */
+  AlreadyExists: 'ALREADY_EXISTS',
 } as const;
 
 /** ErrorCode's values: the strings that appear on the wire and in `DkvError.code`. */

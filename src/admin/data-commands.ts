@@ -129,21 +129,6 @@ export async function fetchStatus(servers: readonly string[], timeoutMs: number)
   throw new DkvError(ErrorCode.Unavailable, `no server answered within ${timeoutMs} ms`);
 }
 
-/** contractStatus keeps exactly the fields CONTRACT.md gives `dkv cluster status --json`. */
-export function contractStatus(s: ClusterStatus): ClusterStatus {
-  return {
-    members: s.members.map((m) => ({ id: m.id, address: m.address, healthy: m.healthy })),
-    groups: s.groups.map((g) => ({
-      id: g.id,
-      store: g.store,
-      leader: g.leader,
-      term: g.term,
-      commitIndex: g.commitIndex,
-      replicas: [...g.replicas],
-    })),
-  };
-}
-
 /** table lays rows out in aligned columns. */
 export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -153,26 +138,6 @@ export function table(header: readonly string[], rows: readonly (readonly string
       .join('  ')
       .trimEnd();
   return [line(header), ...rows.map(line)].join('\n');
-}
-
-/** formatStatus renders a status for people. */
-export function formatStatus(s: ClusterStatus): string {
-  const members = table(
-    ['ID', 'ADDRESS', 'HEALTHY'],
-    s.members.map((m) => [String(m.id), m.address, m.healthy ? 'yes' : 'NO']),
-  );
-  const groups = table(
-    ['GROUP', 'STORE', 'LEADER', 'TERM', 'COMMIT', 'REPLICAS'],
-    s.groups.map((g) => [
-      String(g.id),
-      g.store,
-      g.leader > 0 ? String(g.leader) : 'none',
-      String(g.term),
-      String(g.commitIndex),
-      g.replicas.join(','),
-    ]),
-  );
-  return `Members\n${members}\n\nGroups\n${groups}`;
 }
 
 /** addDataCommands adds put, get, del and cluster status to the program. */
@@ -229,15 +194,5 @@ export function addDataCommands(program: Command): void {
       if (g.json) write(toJson({ deleted: existed }));
       if (!existed) throw new DkvError(ErrorCode.NotFound, `key ${JSON.stringify(key)} not found`);
       if (!g.json) write('OK');
-    });
-
-  const cluster = program.command('cluster').description('the cluster: members, groups, leaders');
-  cluster
-    .command('status')
-    .description('members and their health; each group with its leader, term and commit index')
-    .action(async (_o: unknown, cmd: Command) => {
-      const g = globals(cmd);
-      const s = contractStatus(await fetchStatus(serversOf(g), intOption('--timeout', g.timeout, 1)));
-      write(g.json ? toJson(s) : formatStatus(s));
     });
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ErrorCode, isDkvError } from '../errors.js';
+import { addClusterCommands } from './cmd-cluster.js';
 import { addCoordinationCommands } from './cmd-coord.js';
 import { addQueryCommands } from './cmd-query.js';
 import { addDataCommands, intOption } from './data-commands.js';
@@ -55,6 +56,7 @@ export function buildProgram(): Command {
   addDataCommands(program);
   addQueryCommands(program);
   addCoordinationCommands(program);
+  addClusterCommands(program);
   return program;
 }
 
@@ -70,7 +72,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     if (isDkvError(err)) {
       process.stderr.write(`error ${err.code}: ${err.message}\n`);
-      return err.code === ErrorCode.NotFound || err.code === ErrorCode.VersionMismatch
+      return err.code === ErrorCode.NotFound ||
+        err.code === ErrorCode.VersionMismatch ||
+        err.code === ErrorCode.StoreNotFound
         ? EXIT.notFound
         : EXIT.error;
     }

@@ -432,6 +432,11 @@ export class WatchHub {
     return this.registry.revision;
   }
 
+  /** watcherCount is the number of live subscriptions. */
+  get watcherCount(): number {
+    return this.registry.all.size;
+  }
+
   /**
    * oldestRetained is the revision of the oldest event in the history window, or
    * `revision + 1` when the window is empty. A resume with `fromRevision: R` is replayed

@@ -50,6 +50,14 @@ export interface NodeConfig {
   readonly requestWaitMs: number;
   /** Move leaderships to each group's preferred replica (spreads leaders over the nodes). */
   readonly balanceLeaders: boolean;
+  /**
+   * join: this node joins a running cluster (`dkv cluster add-member`) instead of forming one:
+   * it bootstraps no group, and waits for the cluster to add it. `peers` are the members it
+   * knows of to start with; it learns the rest from the metadata group.
+   */
+  readonly join: boolean;
+  /** The node's log file (default `<dataDir>/node.log`). */
+  readonly logFile: string | undefined;
 }
 
 export const NODE_DEFAULTS = Object.freeze({
@@ -67,6 +75,7 @@ export const NODE_DEFAULTS = Object.freeze({
   frameBytesMax: 16 << 20,
   requestWaitMs: 15_000,
   balanceLeaders: true,
+  join: false,
 });
 
 function bad(field: string, want: string): DkvError {
@@ -110,6 +119,8 @@ export function checkNodeConfig(raw: unknown): NodeConfig {
     'frameBytesMax',
     'requestWaitMs',
     'balanceLeaders',
+    'join',
+    'logFile',
   ];
   for (const k of Object.keys(o))
     if (!known.includes(k)) throw bad(k, `one of the known fields (${known.join(', ')})`);
@@ -139,6 +150,9 @@ export function checkNodeConfig(raw: unknown): NodeConfig {
   });
   const balance = o.balanceLeaders ?? NODE_DEFAULTS.balanceLeaders;
   if (typeof balance !== 'boolean') throw bad('balanceLeaders', 'true or false');
+  const join = o.join ?? NODE_DEFAULTS.join;
+  if (typeof join !== 'boolean') throw bad('join', 'true or false');
+  const logFile = o.logFile === undefined ? undefined : str(o, 'logFile');
   const cfg: NodeConfig = {
     id,
     clusterId: str(o, 'clusterId', NODE_DEFAULTS.clusterId),
@@ -159,6 +173,8 @@ export function checkNodeConfig(raw: unknown): NodeConfig {
     frameBytesMax: int(o, 'frameBytesMax', 1024, 1 << 30, NODE_DEFAULTS.frameBytesMax),
     requestWaitMs: int(o, 'requestWaitMs', 1, 3_600_000, NODE_DEFAULTS.requestWaitMs),
     balanceLeaders: balance,
+    join,
+    logFile,
   };
   if (cfg.heartbeatTicks >= cfg.electionTicks) throw bad('heartbeatTicks', 'less than electionTicks');
   return cfg;

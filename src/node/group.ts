@@ -58,7 +58,8 @@ function errorOf(r: ApplyResult & { ok: false }): DkvError {
 
 export class GroupReplica {
   readonly id: number;
-  readonly store: string;
+  /** The store the group belongs to (updated when the metadata is read). */
+  store: string;
   readonly storage: GroupStorage;
   readonly raw: RawNode;
   sm: GroupStateMachine;

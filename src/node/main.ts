@@ -221,7 +221,7 @@ export async function runNode(configPath: string): Promise<never> {
   const cfg = readNodeConfig(configPath);
   const hooks = parseTestHooks(process.env[TEST_HOOKS_ENV]);
   mkdirSync(cfg.dataDir, { recursive: true });
-  const logFile = join(cfg.dataDir, LOG_FILE_NAME);
+  const logFile = cfg.logFile ?? join(cfg.dataDir, LOG_FILE_NAME);
   const dest = pino.destination({ dest: logFile, sync: false, mkdir: true });
   const logger = pino({ base: { pid: process.pid }, level: process.env.DKV_LOG_LEVEL ?? 'info' }, dest);
   const flush = (): void => {

@@ -31,9 +31,18 @@
  * and planted bugs: `stale-read` here (any replica answers linearizable reads locally),
  * `no-fsync` in NodeStorage, and the others in the state machine config.
  */
+import { statfsSync } from 'node:fs';
 import { type Clock, systemClock } from '../clock.js';
+import { type IndexDef, IndexManager } from '../engines/index-manager.js';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
-import { type ConfState, EMPTY_CONF_STATE, type Ready } from '../raft/index.js';
+import {
+  type ConfChange,
+  ConfChangeTransition,
+  ConfChangeType,
+  type ConfState,
+  EMPTY_CONF_STATE,
+  type Ready,
+} from '../raft/index.js';
 import { SeededRandom } from '../random.js';
 import { encodeEnvelope } from '../statemachine/codec.js';
 import { type Command, validateCommand } from '../statemachine/commands.js';
@@ -42,17 +51,23 @@ import {
   type Address,
   type LogFn,
   PeerTransport,
+  RpcClient,
   type RpcContext,
   RpcServer,
   type StreamSink,
 } from '../transport/index.js';
 import {
+  type Alarm,
   CLIENT_OPS,
   type ClusterStatus,
   type CmdArgs,
   type Consistency,
+  type GroupReport,
+  type GroupStatus,
   type Hello,
   type KeepAliveArgs,
+  type MemberStatus,
+  type NodeStatus,
   type PartitionMap,
   type ReadArgs,
   type ReadRequest,
@@ -62,15 +77,45 @@ import {
 import { evenSlots, slotOf } from '../transport/slots.js';
 import type { NodeConfig } from './config.js';
 import { GroupReplica, type ReadWaiter } from './group.js';
+import {
+  groupTargets,
+  METADATA_GROUP,
+  type Meta,
+  MetaKeys,
+  type MetaMember,
+  type MetaStore,
+  metaLearnerTarget,
+  metaVoterTarget,
+  nextConfStep,
+  type PlacementChange,
+  planPlacement,
+  planStore,
+  preferredLeaders,
+  readMeta,
+} from './metadata.js';
+import type { GroupStats, NodeObserver } from './observer.js';
 import { type PeerMessage, validatePeerMessage } from './raft-wire.js';
 import { NO_FSYNC_FLUSH_MS, NO_TEST_HOOKS, stateMachineBugConfig, type TestHooks } from './test-hooks.js';
 
-/** METADATA_GROUP is the id of the group that holds the cluster's own state. */
-export const METADATA_GROUP = 0;
+export { METADATA_GROUP } from './metadata.js';
 /** REPLICAS is how many replicas each partition group has (fewer when the cluster is smaller). */
 export const REPLICAS = 3;
-/** How often leaderships are moved toward each group's preferred replica. */
-const BALANCE_EVERY_MS = 2000;
+/** How often the control loop runs (membership steps, leader balance, placement). */
+const CONTROL_EVERY_MS = 500;
+/** Leaderships are moved toward each group's preferred replica every this many control rounds. */
+const BALANCE_EVERY_ROUNDS = 4;
+/** The placement planner (on the metadata leader) runs every this many control rounds. */
+const PLACE_EVERY_ROUNDS = 2;
+/** Replica moves running at once, cluster-wide (the rate limit of rebalancing). */
+const MOVES_MAX = 2;
+/** How long a node waits for a peer's nodeStatus when gathering the cluster's status. */
+const STATUS_TIMEOUT_MS = 1000;
+/** A replica this many entries behind its leader raises a `replica-lagging` alarm. */
+const LAG_ALARM_ENTRIES = 10_000;
+/** A learner this close to the commit index counts as caught up (promotion, joining). */
+const CATCH_UP_ENTRIES = 64;
+/** Free disk below this fraction raises a `disk-nearly-full` alarm. */
+const DISK_ALARM_FREE = 0.1;
 
 /** StoreLayout is a store's partition groups and the slots each owns. */
 interface StoreLayout {
@@ -124,6 +169,8 @@ export interface DkvNodeOptions {
    * (main.ts, from DKV_TEST_HOOKS) sets them.
    */
   readonly testHooks?: TestHooks;
+  /** observer is told about requests, commits, leader changes and snapshots (metrics). */
+  readonly observer?: NodeObserver;
 }
 
 function noLog(): void {}
@@ -165,6 +212,41 @@ function confOf(voters: number[]): ConfState {
   return { ...EMPTY_CONF_STATE, voters: [...voters] };
 }
 
+/** storeLayoutOf builds the routing view of a store from its metadata record. */
+function storeLayoutOf(s: MetaStore): StoreLayout {
+  const slotGroup = new Int32Array(SLOT_COUNT);
+  for (const g of s.groups) for (const [a, b] of g.slots) slotGroup.fill(g.id, a, b);
+  return {
+    name: s.name,
+    epoch: s.epoch,
+    groups: s.groups.map((g) => ({ id: g.id, slots: g.slots, replicas: g.replicas })),
+    slotGroup,
+  };
+}
+
+/** actualMembership is each group's membership and leader as its leader reports it. */
+function actualMembership(
+  reports: ReadonlyMap<number, NodeStatus>,
+): Map<number, { voters: number[]; learners: number[]; leader: number; term: number }> {
+  const out = new Map<number, { voters: number[]; learners: number[]; leader: number; term: number }>();
+  for (const r of reports.values()) {
+    for (const g of r.groups) {
+      if (!g.isLeader) continue;
+      const b = out.get(g.id);
+      if (!b || g.term > b.term)
+        out.set(g.id, { voters: g.voters, learners: g.learners, leader: r.id, term: g.term });
+    }
+  }
+  return out;
+}
+
+function parseHostPort(a: string): Address | undefined {
+  const i = a.lastIndexOf(':');
+  const port = Number(a.slice(i + 1));
+  if (i <= 0 || !Number.isSafeInteger(port) || port < 1 || port > 65535) return undefined;
+  return { host: a.slice(0, i), port };
+}
+
 export class DkvNode {
   readonly id: number;
   private readonly cfg: NodeConfig;
@@ -172,15 +254,32 @@ export class DkvNode {
   private readonly onFatal: ((err: unknown) => void) | undefined;
   private readonly clock: Clock;
   private readonly hooks: TestHooks;
+  private readonly observer: NodeObserver;
   private readonly storage: NodeStorage;
   /** Snapshots received from leaders and installed, since start. */
   private snapshotsInstalled = 0;
   private readonly groups = new Map<number, GroupReplica>();
+  /** The layout the configuration bootstraps (used until the metadata is published). */
   private readonly layout: ReturnType<typeof layoutOf>;
-  private readonly storeByName = new Map<string, StoreLayout>();
-  private readonly storeOfGroup = new Map<number, string>();
+  private storeByName = new Map<string, StoreLayout>();
+  private storeOfGroup = new Map<number, string>();
   private readonly peerUp = new Map<number, boolean>();
   private readonly clientAddrOf = new Map<number, string>();
+  private readonly peerAddrOf = new Map<number, string>();
+  /** The metadata as this node's metadata replica last applied it (undefined: not yet). */
+  private meta: Meta | undefined;
+  /** The metadata group's applied index when `meta` was read. */
+  private metaReadAt = -1;
+  /** Set when the hosted groups must be reconciled with the metadata (next round). */
+  private maintenance = true;
+  private controlRounds = 0;
+  private controlBusy = false;
+  /** Admin actions and placement run one at a time (on the metadata leader). */
+  private adminChain: Promise<unknown> = Promise.resolve();
+  /** Connections to peers' client ports, for gathering the cluster status. */
+  private readonly statusClients = new Map<string, Promise<RpcClient>>();
+  /** The last gathered node reports (by member id) and when (monotonic ms). */
+  private lastReports: { at: number; reports: Map<number, NodeStatus> } | undefined;
   private transport: PeerTransport<PeerMessage> | undefined;
   private rpc: RpcServer | undefined;
   private ticker: NodeJS.Timeout | undefined;
@@ -200,12 +299,16 @@ export class DkvNode {
     this.onFatal = opts.onFatal;
     this.clock = opts.clock ?? systemClock;
     this.hooks = opts.testHooks ?? NO_TEST_HOOKS;
+    this.observer = opts.observer ?? {};
     this.layout = layoutOf(cfg);
     for (const s of this.layout.stores) {
       this.storeByName.set(s.name, s);
       for (const g of s.groups) this.storeOfGroup.set(g.id, s.name);
     }
-    for (const p of cfg.peers) this.clientAddrOf.set(p.id, `${p.host}:${p.clientPort}`);
+    for (const p of cfg.peers) {
+      this.clientAddrOf.set(p.id, `${p.host}:${p.clientPort}`);
+      this.peerAddrOf.set(p.id, `${p.host}:${p.peerPort}`);
+    }
   }
 
   /**
@@ -235,7 +338,7 @@ export class DkvNode {
     }
     node.ticker = setInterval(() => node.onTick(), cfg.tickMs);
     node.schedule();
-    if (cfg.balanceLeaders) node.balancer = setInterval(() => node.balanceLeaders(), BALANCE_EVERY_MS);
+    node.balancer = setInterval(() => node.controlTick(), CONTROL_EVERY_MS);
     log('info', 'node started', {
       node: cfg.id,
       groups: node.groups.size,
@@ -253,32 +356,53 @@ export class DkvNode {
         `groups ${failed.join(', ')} failed their checks at start-up: ${failed.map((g) => this.storage.failure(g)?.message).join('; ')}`,
       );
     }
-    const wanted: { id: number; replicas: number[] }[] = [
-      { id: METADATA_GROUP, replicas: this.layout.metadataReplicas },
-      ...this.layout.stores.flatMap((s) => s.groups),
-    ];
-    for (const g of wanted) {
-      if (!g.replicas.includes(this.id)) continue;
-      const gs = this.storage.group(g.id) ?? (await this.storage.createGroup(g.id, confOf(g.replicas)));
-      const replica = await GroupReplica.open({
-        id: g.id,
-        store: this.storeOfGroup.get(g.id) ?? '',
-        nodeId: this.id,
-        storage: gs,
-        random: new SeededRandom((this.id * 7919 + g.id * 104729 + this.clock.nowMs()) >>> 0),
-        electionTicks: this.cfg.electionTicks,
-        heartbeatTicks: this.cfg.heartbeatTicks,
-        stateMachine: { tickMs: this.cfg.tickMs, ...stateMachineBugConfig(this.hooks.bugs) },
-      });
-      gs.onFetched = () => {
-        replica.raw.entriesFetched();
-        this.schedule();
-      };
-      this.groups.set(g.id, replica);
-      // The only voter need not wait out an election timeout.
-      const voters = replica.confState.voters;
-      if (voters.length === 1 && voters[0] === this.id) replica.raw.campaign();
+    const stored = this.storage.groupIds();
+    if (stored.length === 0) {
+      // First start. A joining node bootstraps nothing: it waits for the cluster to make it
+      // a learner of the metadata group. Otherwise the configured layout is bootstrapped,
+      // identically on every node, and published into the metadata group by its first leader.
+      if (this.cfg.join) {
+        await this.storage.createGroup(METADATA_GROUP);
+      } else {
+        const wanted: { id: number; replicas: number[] }[] = [
+          { id: METADATA_GROUP, replicas: this.layout.metadataReplicas },
+          ...this.layout.stores.flatMap((s) => s.groups),
+        ];
+        for (const g of wanted) {
+          if (g.replicas.includes(this.id)) await this.storage.createGroup(g.id, confOf(g.replicas));
+        }
+      }
     }
+    // On a restart the stored groups are this node's replicas, and the metadata (replayed from
+    // the metadata group's log in the first rounds) says what they are; until then routing
+    // uses the configured layout.
+    for (const id of this.storage.groupIds()) await this.openGroup(id);
+    this.reloadMeta();
+  }
+
+  /** openGroup opens the replica of a stored group and adds it to the node. */
+  private async openGroup(id: number): Promise<GroupReplica> {
+    const gs = this.storage.group(id);
+    if (!gs) throw new DkvError(ErrorCode.NotFound, `group ${id} is not stored on node ${this.id}`);
+    const replica = await GroupReplica.open({
+      id,
+      store: this.storeOfGroup.get(id) ?? '',
+      nodeId: this.id,
+      storage: gs,
+      random: new SeededRandom((this.id * 7919 + id * 104729 + this.clock.nowMs()) >>> 0),
+      electionTicks: this.cfg.electionTicks,
+      heartbeatTicks: this.cfg.heartbeatTicks,
+      stateMachine: { tickMs: this.cfg.tickMs, ...stateMachineBugConfig(this.hooks.bugs) },
+    });
+    gs.onFetched = () => {
+      replica.raw.entriesFetched();
+      this.schedule();
+    };
+    this.groups.set(id, replica);
+    // The only voter need not wait out an election timeout.
+    const voters = replica.confState.voters;
+    if (voters.length === 1 && voters[0] === this.id) replica.raw.campaign();
+    return replica;
   }
 
   private async openNetwork(): Promise<void> {
@@ -362,18 +486,34 @@ export class DkvNode {
     try {
       for (;;) {
         this.again = false;
+        if (this.maintenance && this.meta) {
+          this.maintenance = false;
+          await this.maintain();
+          if (this.stopped) return;
+        }
         this.sendReadBatches();
         const work: [GroupReplica, Ready][] = [];
         for (const g of this.groups.values()) if (g.raw.hasReady()) work.push([g, g.raw.ready()]);
         if (work.length === 0) break;
         const items: PersistItem[] = work.map(([g, rd]) => ({ storage: g.storage, ready: rd }));
-        await this.storage.commit(items);
+        const t0 = this.clock.monotonicMs();
+        const stats = await this.storage.commit(items);
+        this.observe(() =>
+          this.observer.commit?.({
+            ms: this.clock.monotonicMs() - t0,
+            groups: stats.groups,
+            entries: stats.entries,
+            synced: stats.synced,
+          }),
+        );
         if (this.stopped) return;
         if (this.transport) {
           for (const [g, rd] of work) for (const m of rd.messages) this.transport.send(m.to, { g: g.id, m });
           this.transport.flush();
         }
         for (const [g, rd] of work) this.applyReady(g, rd);
+        const mg = this.groups.get(METADATA_GROUP);
+        if (mg && mg.sm.appliedIndex !== this.metaReadAt) this.reloadMeta();
         for (const [g] of work) g.raw.advance();
         for (const [g] of work) {
           g.serveReads();
@@ -405,11 +545,14 @@ export class DkvNode {
         g.lostLeadership();
       }
       if (g.isLeader && !wasLeader) this.log('info', 'leader', { group: g.id, term: g.raw.status().term });
+      this.observe(() => this.observer.leaderChange?.(g.id, g.leader, g.isLeader));
       if (g.isLeader && g.id === METADATA_GROUP) this.publishLayout();
     }
     if (rd.snapshot) {
       g.installSnapshot(rd.snapshot);
       this.snapshotsInstalled++;
+      const bytes = rd.snapshot.data.length;
+      this.observe(() => this.observer.snapshot?.(g.id, 'installed', bytes, 0));
       this.log('info', 'snapshot installed', {
         group: g.id,
         index: rd.snapshot.metadata.index,
@@ -441,11 +584,16 @@ export class DkvNode {
     const since = g.sm.appliedIndex - g.storage.snapshotRecord().index;
     if (since < this.cfg.snapshotEntries) return;
     g.snapshotting = true;
+    const t0 = this.clock.monotonicMs();
     const snap = g.sm.snapshot();
     const conf = g.confState;
     g.storage
       .createSnapshot(snap.index, conf, snap.chunks(), { tailEntries: this.cfg.snapshotTailEntries })
-      .then((rec) => this.log('info', 'snapshot', { group: g.id, index: rec.index, bytes: rec.totalBytes }))
+      .then((rec) => {
+        const ms = this.clock.monotonicMs() - t0;
+        this.log('info', 'snapshot', { group: g.id, index: rec.index, bytes: rec.totalBytes, ms });
+        this.observe(() => this.observer.snapshot?.(g.id, 'created', rec.totalBytes, ms));
+      })
       .catch((err: unknown) => this.log('warn', 'snapshot failed', { group: g.id, error: String(err) }))
       .finally(() => {
         g.snapshotting = false;
@@ -629,48 +777,717 @@ export class DkvNode {
     }
   }
 
-  /** balanceLeaders hands each group to its preferred replica (round-robin), spreading leaders. */
-  private balanceLeaders(): void {
-    for (const g of this.groups.values()) {
-      if (!g.isLeader) continue;
-      const voters = [...g.confState.voters].sort((a, b) => a - b);
-      if (voters.length < 2) continue;
-      const preferred = voters[g.id % voters.length]!;
-      if (preferred === this.id || !this.peerUp.get(preferred)) continue;
-      const st = g.raw.status();
-      const p = st.progress?.get(preferred);
-      if (!p || p.match < st.commit) continue;
-      g.raw.transferLeader(preferred);
+  // ---------------------------------------------------------------- control plane
+
+  /**
+   * controlTick runs the control loop: membership steps for the groups this node leads, and
+   * every few rounds leader balancing and (on the metadata leader) placement.
+   */
+  private controlTick(): void {
+    if (this.stopped) return;
+    this.controlRounds++;
+    try {
+      if (this.meta) this.confSteps();
+      if (this.cfg.balanceLeaders && this.controlRounds % BALANCE_EVERY_ROUNDS === 0) this.balanceLeaders();
+    } catch (err) {
+      this.log('warn', 'control step failed', { error: String(err) });
+    }
+    const mg = this.groups.get(METADATA_GROUP);
+    if (mg?.isLeader && this.meta && !this.controlBusy && this.controlRounds % PLACE_EVERY_ROUNDS === 0) {
+      this.controlBusy = true;
+      this.serially(() => this.place())
+        .catch((err: unknown) => this.log('warn', 'placement failed', { error: String(err) }))
+        .finally(() => {
+          this.controlBusy = false;
+        });
     }
     this.schedule();
   }
 
+  /**
+   * confSteps moves the membership of every group this node leads one step toward its target
+   * (metadata.ts, nextConfStep). A learner counts as caught up once it is within a small
+   * window of the commit index: promoting it then costs commits nothing noticeable.
+   */
+  private confSteps(): void {
+    const meta = this.meta;
+    if (!meta) return;
+    const targets = groupTargets(meta);
+    const metaLearners = metaLearnerTarget(meta);
+    const members = new Set(meta.members.map((m) => m.id));
+    const known = (n: number): boolean => members.has(n) && (n === this.id || this.peerUp.has(n));
+    for (const g of this.groups.values()) {
+      if (!g.isLeader) continue;
+      const target = targets.get(g.id);
+      if (!target) continue;
+      const st = g.raw.status();
+      const caughtUp = (n: number): boolean => {
+        const p = st.progress?.get(n);
+        return (
+          p !== undefined &&
+          p.match > 0 &&
+          p.match + CATCH_UP_ENTRIES >= st.commit &&
+          this.peerUp.get(n) === true
+        );
+      };
+      const step = nextConfStep(
+        this.id,
+        g.confState,
+        target,
+        g.id === METADATA_GROUP ? metaLearners : [],
+        caughtUp,
+        known,
+      );
+      if (!step) continue;
+      if (step.kind === 'transfer-leader') {
+        if (st.leadTransferee === 0) {
+          this.log('info', 'membership: handing leadership away before leaving', {
+            group: g.id,
+            to: step.to,
+          });
+          g.raw.transferLeader(step.to);
+        }
+        continue;
+      }
+      const type =
+        step.kind === 'add-learner'
+          ? ConfChangeType.AddLearner
+          : step.kind === 'promote'
+            ? ConfChangeType.AddVoter
+            : ConfChangeType.RemoveNode;
+      const cc: ConfChange = {
+        transition: ConfChangeTransition.Auto,
+        changes: [{ type, nodeId: step.node }],
+        context: '',
+      };
+      const r = g.raw.proposeConfChange(cc);
+      if (r.ok)
+        this.log('info', 'membership change proposed', { group: g.id, step: step.kind, node: step.node });
+    }
+  }
+
+  /**
+   * balanceLeaders hands each group this node leads to its preferred leader (metadata.ts,
+   * preferredLeaders: an even spread), when that replica is a voter, up and caught up.
+   */
+  private balanceLeaders(): void {
+    const preferred = this.meta ? preferredLeaders(this.meta) : undefined;
+    for (const g of this.groups.values()) {
+      if (!g.isLeader) continue;
+      const voters = [...g.confState.voters].sort((a, b) => a - b);
+      if (voters.length < 2 || g.confState.votersOutgoing.length > 0) continue;
+      const want = preferred?.get(g.id) ?? voters[g.id % voters.length]!;
+      if (want === this.id || !voters.includes(want) || !this.peerUp.get(want)) continue;
+      const st = g.raw.status();
+      const p = st.progress?.get(want);
+      if (!p || p.match < st.commit || st.leadTransferee !== 0) continue;
+      g.raw.transferLeader(want);
+    }
+    this.schedule();
+  }
+
+  /** serially runs control-plane work one piece at a time. */
+  private serially<T>(f: () => Promise<T>): Promise<T> {
+    const p = this.adminChain.then(f, f);
+    this.adminChain = p.catch(() => undefined);
+    return p;
+  }
+
+  /** freshMeta confirms this node still leads the metadata group (ReadIndex) and reads it. */
+  private async freshMeta(): Promise<Meta> {
+    const g = this.groups.get(METADATA_GROUP);
+    if (!g) throw new DkvError(ErrorCode.Unavailable, `node ${this.id} holds no metadata replica yet`);
+    if (!g.isLeader) throw this.notLeader(g);
+    await new Promise((resolve, reject) => {
+      g.readQueue.push({
+        resolve,
+        reject,
+        run: () => undefined,
+        deadline: this.clock.monotonicMs() + this.cfg.requestWaitMs,
+      });
+      this.schedule();
+    });
+    this.reloadMeta();
+    if (!this.meta) throw new DkvError(ErrorCode.Unavailable, 'the cluster metadata is not published yet');
+    return this.meta;
+  }
+
+  /**
+   * metaWrite applies `ops` to the metadata and bumps the epoch, in one transaction that
+   * applies only if the epoch is still `meta.epoch` (nothing changed since `meta` was read).
+   */
+  private async metaWrite(meta: Meta, ops: unknown[]): Promise<Meta> {
+    const g = this.groups.get(METADATA_GROUP);
+    if (!g) throw new DkvError(ErrorCode.Unavailable, `node ${this.id} holds no metadata replica`);
+    const cmd = validateCommand({
+      op: 'txn',
+      compare: [{ key: MetaKeys.epoch, target: 'value', op: '=', value: meta.epoch }],
+      success: [...ops, { op: 'put', key: MetaKeys.epoch, value: meta.epoch + 1 }],
+      failure: [],
+    });
+    const r = (await this.proposeTo(g, cmd, undefined)) as { succeeded?: boolean };
+    if (r?.succeeded !== true) {
+      throw new DkvError(ErrorCode.Unavailable, 'the cluster metadata changed meanwhile; retry');
+    }
+    this.reloadMeta();
+    return this.meta ?? meta;
+  }
+
+  /**
+   * place is the placement driver, run by the metadata leader: it gathers every member's
+   * report, promotes joining members that caught up with the metadata to active, drops
+   * leaving members that no group holds any more, keeps the metadata group's voters at
+   * min(5, active members), and changes replica targets (planPlacement, rate-limited).
+   */
+  private async place(): Promise<PlacementChange[]> {
+    const meta = await this.freshMeta();
+    const reports = await this.gatherReports();
+    const mg = this.groups.get(METADATA_GROUP);
+    if (!mg?.isLeader) return [];
+    const actual = actualMembership(reports);
+    const healthy = new Set(reports.keys());
+    const metaCommit = mg.raw.status().commit;
+    let membersChanged = false;
+    const members = meta.members.flatMap((m): MetaMember[] => {
+      if (m.state === 'joining') {
+        const r0 = reports.get(m.id)?.groups.find((x) => x.id === METADATA_GROUP);
+        const a0 = actual.get(METADATA_GROUP);
+        const inGroup = a0 !== undefined && [...a0.voters, ...a0.learners].includes(m.id);
+        if (r0 && inGroup && r0.appliedIndex + CATCH_UP_ENTRIES >= metaCommit) {
+          membersChanged = true;
+          this.log('info', 'member caught up: now active', { member: m.id });
+          return [{ ...m, state: 'active' }];
+        }
+      }
+      if (m.state === 'leaving') {
+        const held = [...actual.values()].some((a) => a.voters.includes(m.id) || a.learners.includes(m.id));
+        const wanted = [...groupTargets(meta).values()].some((t) => t.includes(m.id));
+        if (!held && !wanted && reports.size > 0 && actual.has(METADATA_GROUP)) {
+          membersChanged = true;
+          this.log('info', 'member left: removed from the cluster', { member: m.id });
+          return [];
+        }
+      }
+      return [m];
+    });
+    const view: Meta = { ...meta, members };
+    const ops: unknown[] = [];
+    if (membersChanged) ops.push({ op: 'put', key: MetaKeys.members, value: members });
+    const mv = metaVoterTarget(view);
+    const a0 = actual.get(METADATA_GROUP);
+    const metaSettled =
+      a0 !== undefined &&
+      a0.voters.length === meta.metaReplicas.length &&
+      meta.metaReplicas.every((n) => a0.voters.includes(n));
+    if (metaSettled && mv.join(',') !== meta.metaReplicas.join(',')) {
+      // One voter change of the metadata group at a time.
+      const add = mv.find((n) => !meta.metaReplicas.includes(n));
+      const drop = meta.metaReplicas.find((n) => !mv.includes(n));
+      const next =
+        add !== undefined ? [...meta.metaReplicas, add] : meta.metaReplicas.filter((n) => n !== drop);
+      ops.push({ op: 'put', key: MetaKeys.metaReplicas, value: next.sort((a, b) => a - b) });
+    }
+    const changes = planPlacement({ meta: view, actual, healthy, movesMax: MOVES_MAX });
+    const touched = new Map<string, MetaStore>();
+    for (const c of changes) {
+      const st = touched.get(c.store) ?? view.stores.find((x) => x.name === c.store);
+      if (!st) continue;
+      touched.set(c.store, {
+        ...st,
+        epoch: meta.epoch + 1,
+        groups: st.groups.map((x) => (x.id === c.group ? { ...x, replicas: c.replicas } : x)),
+      });
+    }
+    for (const st of touched.values())
+      ops.push({ op: 'put', key: `${MetaKeys.storePrefix}${st.name}`, value: st });
+    if (ops.length === 0) return [];
+    await this.metaWrite(meta, ops);
+    for (const c of changes) this.log('info', 'placement: replica target changed', { ...c });
+    return changes;
+  }
+
+  /** statusClient is a pooled connection to a member's client port. */
+  private statusClient(address: string): Promise<RpcClient> {
+    let c = this.statusClients.get(address);
+    if (!c) {
+      const a = parseHostPort(address);
+      if (!a) return Promise.reject(new DkvError(ErrorCode.InvalidArgument, `bad address ${address}`));
+      c = RpcClient.connect({
+        ...a,
+        frameBytesMax: this.cfg.frameBytesMax,
+        connectTimeoutMs: STATUS_TIMEOUT_MS,
+      });
+      c.catch(() => this.statusClients.delete(address));
+      this.statusClients.set(address, c);
+    }
+    return c;
+  }
+
+  /** gatherReports asks every member for its nodeStatus (those that answer in time). */
+  private async gatherReports(): Promise<Map<number, NodeStatus>> {
+    const out = new Map<number, NodeStatus>([[this.id, this.nodeStatus()]]);
+    const others = this.memberList().filter((m) => m.id !== this.id);
+    await Promise.all(
+      others.map(async (m) => {
+        try {
+          const c = await this.statusClient(m.address);
+          const r = (await c.call('nodeStatus', {}, { timeoutMs: STATUS_TIMEOUT_MS })) as NodeStatus;
+          if (r && r.id === m.id) out.set(m.id, r);
+        } catch {
+          const c = this.statusClients.get(m.address);
+          this.statusClients.delete(m.address);
+          c?.then((x) => x.close()).catch(() => undefined);
+        }
+      }),
+    );
+    this.lastReports = { at: this.clock.monotonicMs(), reports: out };
+    return out;
+  }
+
+  /** memberList is every member with its addresses and state (metadata, else configuration). */
+  private memberList(): MetaMember[] {
+    if (this.meta) return this.meta.members;
+    const p = this.peerAddress();
+    return [
+      {
+        id: this.id,
+        address: hostPort(this.clientAddress()),
+        peerAddress: `${this.cfg.host}:${p.port}`,
+        state: 'active' as const,
+      },
+      ...this.cfg.peers.map((q) => ({
+        id: q.id,
+        address: `${q.host}:${q.clientPort}`,
+        peerAddress: `${q.host}:${q.peerPort}`,
+        state: 'active' as const,
+      })),
+    ].sort((a, b) => a.id - b.id);
+  }
+
+  /** nodeStatus is this node's own report: its groups as it sees them, and its disk. */
+  nodeStatus(): NodeStatus {
+    let diskFree: number | undefined;
+    try {
+      const fs = statfsSync(this.cfg.dataDir);
+      diskFree = fs.blocks > 0 ? fs.bavail / fs.blocks : undefined;
+    } catch {
+      diskFree = undefined;
+    }
+    const p = this.peerAddress();
+    return {
+      id: this.id,
+      address: hostPort(this.clientAddress()),
+      peerAddress: `${this.cfg.host}:${p.port}`,
+      epoch: this.meta?.epoch ?? 0,
+      ...(diskFree !== undefined && { diskFree }),
+      groups: [...this.groups.values()]
+        .sort((a, b) => a.id - b.id)
+        .map((g) => {
+          const st = g.raw.status();
+          let lag: number | undefined;
+          if (g.isLeader && st.progress) {
+            lag = 0;
+            for (const [id, pr] of st.progress) if (id !== this.id) lag = Math.max(lag, st.commit - pr.match);
+          }
+          return {
+            id: g.id,
+            store: g.id === METADATA_GROUP ? '_meta' : g.store,
+            isLeader: g.isLeader,
+            leader: g.leader,
+            term: st.term,
+            commitIndex: st.commit,
+            appliedIndex: g.sm.appliedIndex,
+            voters: [...g.confState.voters].sort((a, b) => a - b),
+            learners: [...g.confState.learners].sort((a, b) => a - b),
+            ...(lag !== undefined && { lag }),
+          };
+        }),
+    };
+  }
+
+  /**
+   * clusterStatus gathers every member's report and merges them: each group as its leader
+   * reports it (else the replica with the highest term), members with their health, and the
+   * alarms an operator should look at.
+   */
+  async clusterStatus(): Promise<ClusterStatus> {
+    const reports = await this.gatherReports();
+    const meta = this.meta;
+    const members: MemberStatus[] = this.memberList().map((m) => ({
+      id: m.id,
+      address: m.address,
+      peerAddress: m.peerAddress,
+      healthy: reports.has(m.id),
+      state: m.state,
+    }));
+    const best = new Map<number, GroupReport>();
+    for (const r of reports.values()) {
+      for (const g of r.groups) {
+        const b = best.get(g.id);
+        const better =
+          !b ||
+          (g.isLeader && !b.isLeader && g.term >= b.term) ||
+          (g.isLeader === b.isLeader &&
+            (g.term > b.term || (g.term === b.term && g.commitIndex > b.commitIndex)));
+        if (better) best.set(g.id, g);
+      }
+    }
+    const targets = meta ? groupTargets(meta) : new Map<number, number[]>();
+    const healthy = new Set(members.filter((m) => m.healthy).map((m) => m.id));
+    const alarms: Alarm[] = [];
+    for (const m of members) {
+      if (!m.healthy)
+        alarms.push({
+          kind: 'member-down',
+          member: m.id,
+          message: `member ${m.id} (${m.address}) does not answer`,
+        });
+    }
+    for (const [id, r] of reports) {
+      if (r.diskFree !== undefined && r.diskFree < DISK_ALARM_FREE) {
+        alarms.push({
+          kind: 'disk-nearly-full',
+          member: id,
+          message: `member ${id}: only ${(r.diskFree * 100).toFixed(1)}% of its data disk is free`,
+        });
+      }
+    }
+    const groups: GroupStatus[] = [...best.values()]
+      .sort((a, b) => a.id - b.id)
+      .map((g) => {
+        const up = g.voters.filter((v) => healthy.has(v)).length;
+        if (up * 2 <= g.voters.length) {
+          alarms.push({
+            kind: 'no-quorum',
+            group: g.id,
+            message: `group ${g.id}: only ${up} of its ${g.voters.length} voters answer`,
+          });
+        } else if (!g.isLeader) {
+          alarms.push({ kind: 'no-leader', group: g.id, message: `group ${g.id} has no leader right now` });
+        }
+        if ((g.lag ?? 0) > LAG_ALARM_ENTRIES) {
+          alarms.push({
+            kind: 'replica-lagging',
+            group: g.id,
+            message: `group ${g.id}: a replica is ${g.lag} entries behind`,
+          });
+        }
+        return {
+          id: g.id,
+          store: g.id === METADATA_GROUP ? '_meta' : (this.storeOfGroup.get(g.id) ?? g.store),
+          leader: g.isLeader ? (reports.get(g.leader)?.id ?? g.leader) : 0,
+          term: g.term,
+          commitIndex: g.commitIndex,
+          replicas: g.voters,
+          learners: g.learners,
+          target: targets.get(g.id) ?? g.voters,
+          lag: g.lag ?? 0,
+        };
+      });
+    return { members, groups, alarms, epoch: meta?.epoch ?? 0, from: this.id };
+  }
+
+  // ---------------------------------------------------------------- admin
+
+  /** admin serves one control-plane action; only the metadata group's leader does. */
+  private admin(a: Record<string, unknown>): Promise<unknown> {
+    const g = this.groups.get(METADATA_GROUP);
+    if (!g) throw new DkvError(ErrorCode.Unavailable, `node ${this.id} holds no metadata replica yet`);
+    if (!g.isLeader) throw this.notLeader(g);
+    return this.serially(() => this.runAdmin(a));
+  }
+
+  private async runAdmin(a: Record<string, unknown>): Promise<unknown> {
+    const name = (): string => {
+      if (typeof a.name !== 'string') throw new DkvError(ErrorCode.InvalidArgument, 'name must be a string');
+      return a.name;
+    };
+    const meta = await this.freshMeta();
+    const storeOf = (n: string): MetaStore => {
+      const s = meta.stores.find((x) => x.name === n);
+      if (!s) throw new DkvError(ErrorCode.StoreNotFound, `store ${JSON.stringify(n)} does not exist`);
+      return s;
+    };
+    switch (a.action) {
+      case 'store.list':
+        return meta.stores.map((s) => ({
+          name: s.name,
+          partitions: s.partitions,
+          replicas: s.replicas,
+          indexes: s.indexes.map((i) => i.name),
+          epoch: s.epoch,
+        }));
+      case 'store.describe':
+        return this.describeStore(storeOf(name()));
+      case 'store.create': {
+        const indexes = IndexManager.validateDefs(a.indexes ?? []) as IndexDef[];
+        const partitions = a.partitions ?? 6;
+        const replicas = a.replicas ?? REPLICAS;
+        const s = planStore(meta, name(), partitions as number, replicas as number, [...indexes], evenSlots);
+        await this.metaWrite(meta, [
+          { op: 'put', key: `${MetaKeys.storePrefix}${s.name}`, value: s },
+          { op: 'put', key: MetaKeys.nextGroup, value: meta.nextGroup + s.groups.length },
+        ]);
+        this.log('info', 'store created', { store: s.name, partitions: s.partitions, replicas: s.replicas });
+        // Wait (a little) until every new group has a leader, so the store is usable at once.
+        const until = this.clock.monotonicMs() + Math.min(this.cfg.requestWaitMs, 15_000);
+        let ready = false;
+        while (!ready && this.clock.monotonicMs() < until && !this.stopped) {
+          await new Promise((r) => setTimeout(r, 100));
+          const led = actualMembership(await this.gatherReports());
+          ready = s.groups.every((x) => led.has(x.id));
+        }
+        return { ...(this.describeStore(s) as object), ready };
+      }
+      case 'store.delete': {
+        const s = storeOf(name());
+        await this.metaWrite(meta, [{ op: 'delete', key: `${MetaKeys.storePrefix}${s.name}` }]);
+        this.log('info', 'store deleted', { store: s.name });
+        return { name: s.name, deleted: true };
+      }
+      case 'member.add':
+        return this.addMember(meta, a.address);
+      case 'member.remove': {
+        const id = a.id;
+        const m = meta.members.find((x) => x.id === id);
+        if (!m) throw new DkvError(ErrorCode.NotFound, `no member ${String(id)}`);
+        if (m.state === 'leaving') return { id: m.id, state: m.state };
+        const others = meta.members.filter((x) => x.id !== m.id && x.state === 'active');
+        if (others.length === 0)
+          throw new DkvError(ErrorCode.InvalidArgument, `member ${m.id} is the last active member`);
+        const members = meta.members.map((x) => (x.id === m.id ? { ...x, state: 'leaving' as const } : x));
+        await this.metaWrite(meta, [{ op: 'put', key: MetaKeys.members, value: members }]);
+        this.log('info', 'member leaving: moving its replicas away', { member: m.id });
+        return { id: m.id, state: 'leaving' };
+      }
+      case 'rebalance': {
+        const changes = await this.place();
+        this.balanceLeaders();
+        return { changes };
+      }
+      default:
+        throw new DkvError(ErrorCode.InvalidArgument, `unknown admin action ${JSON.stringify(a.action)}`);
+    }
+  }
+
+  /** describeStore is a store's record with each group's leader as this node knows it. */
+  private describeStore(s: MetaStore): unknown {
+    const led = this.lastReports ? actualMembership(this.lastReports.reports) : new Map();
+    return {
+      ...s,
+      groups: s.groups.map((g) => ({
+        ...g,
+        leader: led.get(g.id)?.leader ?? this.groups.get(g.id)?.leader ?? 0,
+      })),
+    };
+  }
+
+  /** addMember registers a running node (reached at `address`) as a joining member. */
+  private async addMember(meta: Meta, address: unknown): Promise<unknown> {
+    if (typeof address !== 'string' || !parseHostPort(address)) {
+      throw new DkvError(
+        ErrorCode.InvalidArgument,
+        "address must be host:port of the new node's client port",
+      );
+    }
+    let hello: Hello;
+    const c = await RpcClient.connect({
+      ...parseHostPort(address)!,
+      frameBytesMax: this.cfg.frameBytesMax,
+      connectTimeoutMs: 3000,
+    }).catch((err: unknown) => {
+      throw new DkvError(ErrorCode.Unavailable, `cannot reach the new node at ${address}: ${String(err)}`);
+    });
+    try {
+      hello = (await c.call('hello', {}, { timeoutMs: 3000 })) as Hello;
+    } finally {
+      await c.close();
+    }
+    if (hello.clusterId !== this.cfg.clusterId) {
+      throw new DkvError(
+        ErrorCode.InvalidArgument,
+        `the node at ${address} belongs to cluster ${JSON.stringify(hello.clusterId)}, not ${JSON.stringify(this.cfg.clusterId)}`,
+      );
+    }
+    if (!hello.peerAddress)
+      throw new DkvError(ErrorCode.InvalidArgument, `the node at ${address} has no peer port`);
+    const existing = meta.members.find((m) => m.id === hello.nodeId);
+    if (existing) {
+      if (existing.address === address) return existing;
+      throw new DkvError(
+        ErrorCode.AlreadyExists,
+        `member id ${hello.nodeId} is taken (by ${existing.address}); give the new node another id`,
+      );
+    }
+    const m: MetaMember = { id: hello.nodeId, address, peerAddress: hello.peerAddress, state: 'joining' };
+    await this.metaWrite(meta, [
+      { op: 'put', key: MetaKeys.members, value: [...meta.members, m].sort((a, b) => a.id - b.id) },
+    ]);
+    this.log('info', 'member joining', { ...m });
+    return m;
+  }
+
   // ---------------------------------------------------------------- metadata
 
-  /** publishLayout writes the bootstrap layout into the metadata group, once (ifAbsent). */
+  /**
+   * publishLayout writes the bootstrap layout into the metadata group, once: one transaction
+   * that applies only while `members` is absent, so the whole layout appears at once.
+   */
   private publishLayout(): void {
     const g = this.groups.get(METADATA_GROUP);
-    if (!g) return;
-    const members = [
-      { id: this.id, address: `${this.cfg.host}:${this.cfg.clientPort}` },
-      ...this.cfg.peers.map((p) => ({ id: p.id, address: `${p.host}:${p.clientPort}` })),
-    ].sort((a, b) => a.id - b.id);
-    const puts: Command[] = [
-      { op: 'put', key: 'members', value: members, ifAbsent: true },
-      { op: 'put', key: 'epoch', value: 1, ifAbsent: true },
-      ...this.layout.stores.map(
-        (s): Command => ({
-          op: 'put',
-          key: `stores/${s.name}`,
-          value: { name: s.name, epoch: s.epoch, groups: s.groups },
-          ifAbsent: true,
+    if (!g || this.cfg.join || g.sm.get(MetaKeys.members)) return;
+    const p = this.peerAddress();
+    const members: MetaMember[] = (<MetaMember[]>[
+      {
+        id: this.id,
+        address: hostPort(this.clientAddress()),
+        peerAddress: `${this.cfg.host}:${p.port}`,
+        state: 'active',
+      },
+      ...this.cfg.peers.map(
+        (q): MetaMember => ({
+          id: q.id,
+          address: `${q.host}:${q.clientPort}`,
+          peerAddress: `${q.host}:${q.peerPort}`,
+          state: 'active',
         }),
       ),
-    ];
-    for (const cmd of puts) {
-      if (g.sm.get((cmd as { key: string }).key)) continue;
-      this.proposeTo(g, cmd, undefined).catch(() => undefined);
+    ]).sort((a, b) => a.id - b.id);
+    const stores = this.layout.stores.map(
+      (s): MetaStore => ({
+        name: s.name,
+        epoch: 1,
+        partitions: s.groups.length,
+        replicas: REPLICAS,
+        indexes: [],
+        groups: s.groups.map((x) => ({
+          id: x.id,
+          slots: x.slots,
+          replicas: x.replicas,
+          initial: x.replicas,
+        })),
+      }),
+    );
+    const nextGroup = 1 + Math.max(0, ...stores.flatMap((s) => s.groups.map((x) => x.id)));
+    const cmd = validateCommand({
+      op: 'txn',
+      compare: [{ key: MetaKeys.members, target: 'exists', op: '=', value: false }],
+      success: [
+        { op: 'put', key: MetaKeys.members, value: members },
+        { op: 'put', key: MetaKeys.epoch, value: 1 },
+        { op: 'put', key: MetaKeys.metaReplicas, value: this.layout.metadataReplicas },
+        { op: 'put', key: MetaKeys.nextGroup, value: nextGroup },
+        ...stores.map((s) => ({ op: 'put', key: `${MetaKeys.storePrefix}${s.name}`, value: s })),
+      ],
+      failure: [],
+    });
+    this.proposeTo(g, cmd, undefined).catch(() => undefined);
+  }
+
+  /**
+   * reloadMeta re-reads the metadata from this node's metadata replica: routing (stores and
+   * their groups), member addresses, and the peer links (members added or removed). The
+   * hosted groups are reconciled with it in the next round (`maintain`).
+   */
+  private reloadMeta(): void {
+    const g = this.groups.get(METADATA_GROUP);
+    if (!g) return;
+    this.metaReadAt = g.sm.appliedIndex;
+    const t = g.sm.time;
+    const items = g.sm.scan({ prefix: MetaKeys.storePrefix, limit: 10_000 }, t).items;
+    const meta = readMeta(
+      (k) => g.sm.get(k, t)?.value,
+      items.map((i) => i.value),
+    );
+    if (!meta) return;
+    const before = this.meta;
+    this.meta = meta;
+    if (before && before.epoch === meta.epoch) return;
+    this.storeByName = new Map(meta.stores.map((s) => [s.name, storeLayoutOf(s)]));
+    this.storeOfGroup = new Map(meta.stores.flatMap((s) => s.groups.map((x) => [x.id, s.name] as const)));
+    for (const r of this.groups.values()) {
+      if (r.id !== METADATA_GROUP) r.store = this.storeOfGroup.get(r.id) ?? r.store;
     }
+    const ids = new Set<number>();
+    for (const m of meta.members) {
+      ids.add(m.id);
+      if (m.id === this.id) continue;
+      this.clientAddrOf.set(m.id, m.address);
+      if (m.peerAddress) this.peerAddrOf.set(m.id, m.peerAddress);
+      const addr = parseHostPort(m.peerAddress);
+      if (this.transport && addr && !this.peerUp.has(m.id)) {
+        this.transport.addPeer(m.id, addr);
+        this.peerUp.set(m.id, false);
+        this.log('info', 'member added to the peer links', { peer: m.id, address: m.peerAddress });
+      }
+    }
+    for (const id of [...this.peerUp.keys()]) {
+      if (ids.has(id)) continue;
+      this.transport?.removePeer(id);
+      this.peerUp.delete(id);
+      this.clientAddrOf.delete(id);
+      this.peerAddrOf.delete(id);
+      this.log('info', 'member removed from the peer links', { peer: id });
+    }
+    this.maintenance = true;
+    this.schedule();
+  }
+
+  /**
+   * maintain reconciles the hosted groups with the metadata: it creates a replica of every
+   * group whose target names this node (bootstrapped with the group's initial voters when
+   * this node is one of them, so every initial replica starts identical; otherwise empty, to
+   * be filled by a snapshot from the leader once the leader adds it), and deletes a replica
+   * whose store was deleted, or that is neither wanted nor a member any more (it applied its
+   * own removal). It runs inside a round, between Readies.
+   */
+  private async maintain(): Promise<void> {
+    const meta = this.meta;
+    if (!meta) return;
+    const targets = groupTargets(meta);
+    for (const s of meta.stores) {
+      for (const mg of s.groups) {
+        if (!mg.replicas.includes(this.id) || this.groups.has(mg.id)) continue;
+        if (!this.storage.group(mg.id)) {
+          await this.storage.createGroup(
+            mg.id,
+            mg.initial.includes(this.id) ? confOf(mg.initial) : undefined,
+          );
+        }
+        const r = await this.openGroup(mg.id);
+        r.store = s.name;
+        this.log('info', 'replica created', {
+          group: mg.id,
+          store: s.name,
+          bootstrapped: mg.initial.includes(this.id),
+        });
+      }
+    }
+    for (const r of [...this.groups.values()]) {
+      if (r.id === METADATA_GROUP) continue;
+      const target = targets.get(r.id);
+      const cs = r.confState;
+      const inConf = [...cs.voters, ...cs.learners, ...cs.votersOutgoing].includes(this.id);
+      const deleted = target === undefined && r.id < meta.nextGroup;
+      const removed = target !== undefined && !target.includes(this.id) && !inConf;
+      if (deleted || removed)
+        await this.dropGroup(r, deleted ? 'its store was deleted' : 'it was moved away');
+    }
+  }
+
+  /** dropGroup deletes this node's replica of a group (its store was deleted, or it moved). */
+  private async dropGroup(r: GroupReplica, why: string): Promise<void> {
+    this.groups.delete(r.id);
+    const err = new DkvError(ErrorCode.WrongGroup, `node ${this.id} no longer holds group ${r.id}: ${why}`, {
+      group: r.id,
+      epoch: this.meta?.epoch ?? 0,
+    });
+    r.failAll(err);
+    r.sm.cancelWatchers(`group ${r.id} left this node (${why}); resume elsewhere from your last revision`);
+    for (const k of this.keepAlives.get(r.id)?.values() ?? []) k.sink.fail(err);
+    this.keepAlives.delete(r.id);
+    await this.storage.deleteGroup(r.id);
+    this.log('info', 'replica deleted', { group: r.id, why });
   }
 
   // ---------------------------------------------------------------- requests
@@ -705,7 +1522,11 @@ export class DkvNode {
   private store(name: unknown): StoreLayout {
     if (typeof name !== 'string') throw new DkvError(ErrorCode.InvalidArgument, 'store must be a string');
     const s = this.storeByName.get(name);
-    if (!s) throw new DkvError(ErrorCode.StoreNotFound, `store ${JSON.stringify(name)} does not exist`);
+    if (!s) {
+      if (!this.meta)
+        throw new DkvError(ErrorCode.Unavailable, `node ${this.id} has not loaded the cluster metadata yet`);
+      throw new DkvError(ErrorCode.StoreNotFound, `store ${JSON.stringify(name)} does not exist`);
+    }
     return s;
   }
 
@@ -775,6 +1596,7 @@ export class DkvNode {
         );
       return Promise.reject(new DkvError(ErrorCode.TooLarge, `group ${g.id} refused the entry: ${r.code}`));
     }
+    this.observe(() => this.observer.proposal?.(g.id));
     const waiterKey =
       cmd.op === 'lock.acquire' ? (session ? `${session.seq}@${session.client}` : `@${r.index}`) : undefined;
     this.schedule();
@@ -878,12 +1700,20 @@ export class DkvNode {
     if (this.stopped) throw new DkvError(ErrorCode.Unavailable, `node ${this.id} is stopping`);
     const a = (typeof args === 'object' && args !== null ? args : {}) as Record<string, unknown>;
     switch (op) {
-      case 'hello':
-        return { nodeId: this.id, clusterId: this.cfg.clusterId, protocol: 1 } satisfies Hello;
+      case 'hello': {
+        const hello: Hello = { nodeId: this.id, clusterId: this.cfg.clusterId, protocol: 1 };
+        return this.transport
+          ? { ...hello, peerAddress: `${this.cfg.host}:${this.peerAddress().port}` }
+          : hello;
+      }
       case 'map':
         return this.partitionMap(this.store(a.store));
       case 'status':
-        return this.status();
+        return this.clusterStatus();
+      case 'nodeStatus':
+        return this.nodeStatus();
+      case 'admin':
+        return this.admin(a);
       case 'cmd':
         return this.cmd(a as unknown as CmdArgs);
       case 'read':
@@ -949,10 +1779,7 @@ export class DkvNode {
 
   /** partitionMap describes a store's groups and where their leaders are. */
   private partitionMap(s: StoreLayout): PartitionMap {
-    const members = [
-      { id: this.id, address: hostPort(this.clientAddress()) },
-      ...this.cfg.peers.map((p) => ({ id: p.id, address: `${p.host}:${p.clientPort}` })),
-    ].sort((a, b) => a.id - b.id);
+    const members = this.memberList().map((m) => ({ id: m.id, address: m.address }));
     return {
       store: s.name,
       epoch: s.epoch,
@@ -964,54 +1791,117 @@ export class DkvNode {
 
   // ---------------------------------------------------------------- status and shutdown
 
+  /** status is this node's local view in the ClusterStatus shape (no peer is asked). */
   status(): ClusterStatus {
-    const members = [
-      { id: this.id, address: hostPort(this.clientAddress()), healthy: !this.stopped },
-      ...this.cfg.peers.map((p) => ({
-        id: p.id,
-        address: `${p.host}:${p.clientPort}`,
-        healthy: this.peerUp.get(p.id) === true,
-      })),
-    ].sort((a, b) => a.id - b.id);
-    const groups = [...this.groups.values()]
-      .sort((a, b) => a.id - b.id)
-      .map((g) => {
-        const st = g.raw.status();
-        return {
-          id: g.id,
-          store: g.id === METADATA_GROUP ? '_meta' : g.store,
-          leader: g.leader,
-          term: st.term,
-          commitIndex: st.commit,
-          replicas: [...g.confState.voters].sort((a, b) => a - b),
-        };
-      });
-    return { members, groups };
+    const targets = this.meta ? groupTargets(this.meta) : new Map<number, number[]>();
+    const members: MemberStatus[] = this.memberList().map((m) => ({
+      id: m.id,
+      address: m.address,
+      peerAddress: m.peerAddress,
+      healthy: m.id === this.id ? !this.stopped : this.peerUp.get(m.id) === true,
+      state: m.state,
+    }));
+    const groups: GroupStatus[] = this.nodeStatus().groups.map((g) => ({
+      id: g.id,
+      store: g.store,
+      leader: g.leader,
+      term: g.term,
+      commitIndex: g.commitIndex,
+      replicas: g.voters,
+      learners: g.learners,
+      target: targets.get(g.id) ?? g.voters,
+      lag: g.lag ?? 0,
+    }));
+    return { members, groups, alarms: [], epoch: this.meta?.epoch ?? 0, from: this.id };
   }
 
+  /**
+   * health answers liveness and readiness. `live`: the node serves. `ready` (and `ok`, which
+   * sets the HTTP status): every hosted group has a leader and a quorum of its voters
+   * reachable from here (this node, or a peer whose link is up). `noQuorum` and `noLeader`
+   * list the groups that fail.
+   */
   health(): {
     ok: boolean;
+    live: boolean;
+    ready: boolean;
     nodeId: number;
     groups: number;
     leaderOf: number;
+    noLeader: number[];
+    noQuorum: number[];
     peersUp: number;
     peersTotal: number;
+    epoch: number;
   } {
     let leaderOf = 0;
-    let leaderless = 0;
+    const noLeader: number[] = [];
+    const noQuorum: number[] = [];
     for (const g of this.groups.values()) {
       if (g.isLeader) leaderOf++;
-      if (g.leader === 0) leaderless++;
+      const voters = g.confState.voters;
+      if (voters.length === 0) continue; // an empty replica waiting for its first snapshot
+      if (g.leader === 0) noLeader.push(g.id);
+      const up = voters.filter((v) => v === this.id || this.peerUp.get(v) === true).length;
+      if (up * 2 <= voters.length) noQuorum.push(g.id);
     }
     const peersUp = [...this.peerUp.values()].filter(Boolean).length;
+    const live = !this.stopped;
+    const ready = live && noLeader.length === 0 && noQuorum.length === 0;
     return {
-      ok: !this.stopped && leaderless === 0,
+      ok: ready,
+      live,
+      ready,
       nodeId: this.id,
       groups: this.groups.size,
       leaderOf,
+      noLeader,
+      noQuorum,
       peersUp,
       peersTotal: this.peerUp.size,
+      epoch: this.meta?.epoch ?? 0,
     };
+  }
+
+  /** peerStates reports each peer link's state (metrics). */
+  peerStates(): { peer: number; up: boolean }[] {
+    return [...this.peerUp].map(([peer, up]) => ({ peer, up })).sort((a, b) => a.peer - b.peer);
+  }
+
+  /** observe calls an observer callback; a listener's exception never reaches the node. */
+  private observe(f: () => void): void {
+    try {
+      f();
+    } catch {
+      // a broken listener must not break the node
+    }
+  }
+
+  /** groupStats reports every hosted group's state (for metrics, status and the dashboard). */
+  groupStats(): GroupStats[] {
+    return [...this.groups.values()]
+      .sort((a, b) => a.id - b.id)
+      .map((g): GroupStats => {
+        const st = g.raw.status();
+        const sm = g.sm.stats();
+        return {
+          id: g.id,
+          store: g.id === METADATA_GROUP ? '_meta' : g.store,
+          isLeader: g.isLeader,
+          leader: g.leader,
+          term: st.term,
+          commitIndex: st.commit,
+          appliedIndex: g.sm.appliedIndex,
+          revision: g.sm.revision,
+          pending: g.pendingCount,
+          voters: [...g.confState.voters].sort((a, b) => a - b),
+          learners: [...g.confState.learners].sort((a, b) => a - b),
+          watches: sm.watches,
+          leases: sm.leases,
+          locks: sm.locks,
+          snapshotBytes: g.storage.snapshotRecord().totalBytes,
+        };
+      });
   }
 
   /** metrics is the node's state in the Prometheus text format. */

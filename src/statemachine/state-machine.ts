@@ -192,6 +192,17 @@ export class GroupStateMachine implements SnapshotableStateMachine {
     return this.store.revision;
   }
 
+  /** stats counts what the state machine holds (for metrics and status). */
+  stats(): { keys: number; bytes: number; watches: number; leases: number; locks: number } {
+    return {
+      keys: this.store.size,
+      bytes: this.store.bytes,
+      watches: this.hub.watcherCount,
+      leases: this.leaseLock.leases.size,
+      locks: this.leaseLock.locks.size,
+    };
+  }
+
   // ---------------------------------------------------------------- apply
 
   /**

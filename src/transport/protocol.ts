@@ -15,8 +15,12 @@ export const CLIENT_OPS = {
   hello: 'unary',
   /** { store } -> PartitionMap */
   map: 'unary',
-  /** {} -> ClusterStatus */
+  /** {} -> ClusterStatus (the answering node gathers every member's nodeStatus) */
   status: 'unary',
+  /** {} -> NodeStatus (this node only) */
+  nodeStatus: 'unary',
+  /** AdminArgs -> the action's result; served by the metadata group's leader (else NOT_LEADER) */
+  admin: 'unary',
   /** CmdArgs -> the command's value (a mutation, through the group's log) */
   cmd: 'unary',
   /** ReadArgs -> the read's value */
@@ -38,6 +42,45 @@ export interface Hello {
   readonly nodeId: number;
   readonly clusterId: string;
   readonly protocol: 1;
+  /** host:port of the node's peer port (absent in embedded mode). */
+  readonly peerAddress?: string;
+}
+
+/** GroupReport is one hosted group as one node sees it (NodeStatus). */
+export interface GroupReport {
+  readonly id: number;
+  readonly store: string;
+  readonly isLeader: boolean;
+  readonly leader: number;
+  readonly term: number;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly voters: number[];
+  readonly learners: number[];
+  /** Only from the leader: how far the slowest replica is behind the commit index. */
+  readonly lag?: number;
+}
+
+/** NodeStatus is one node's own view (the `nodeStatus` op). */
+export interface NodeStatus {
+  readonly id: number;
+  readonly address: string;
+  readonly peerAddress: string;
+  readonly groups: GroupReport[];
+  /** Fraction of the data directory's disk that is free (undefined: unknown). */
+  readonly diskFree?: number;
+  /** The metadata epoch this node has applied (0: none yet). */
+  readonly epoch: number;
+}
+
+/**
+ * AdminArgs ask the control plane for one action: `store.create` { name, partitions?,
+ * replicas?, indexes? }, `store.delete` { name }, `store.list`, `store.describe` { name },
+ * `member.add` { address }, `member.remove` { id }, `rebalance`.
+ */
+export interface AdminArgs {
+  readonly action: string;
+  readonly [field: string]: unknown;
 }
 
 /** Member is one node of the cluster. */
@@ -67,17 +110,57 @@ export interface PartitionMap {
   readonly members: readonly Member[];
 }
 
-/** ClusterStatus is the shape of `dkv cluster status --json` (CONTRACT.md). */
+/** MemberState is where a member is in its life: joining (a learner), active, or leaving. */
+export type MemberState = 'joining' | 'active' | 'leaving';
+
+/** MemberStatus is one member in ClusterStatus. */
+export interface MemberStatus {
+  readonly id: number;
+  /** host:port of its client port. */
+  readonly address: string;
+  /** host:port of its peer port. */
+  readonly peerAddress: string;
+  /** Whether it answered (or, for this node, is serving). */
+  readonly healthy: boolean;
+  readonly state: MemberState;
+}
+
+/** GroupStatus is one group in ClusterStatus, as its leader (or best-informed replica) sees it. */
+export interface GroupStatus {
+  readonly id: number;
+  /** The store ('_meta' for the metadata group). */
+  readonly store: string;
+  /** The leader's member id (0: none known). */
+  readonly leader: number;
+  readonly term: number;
+  readonly commitIndex: number;
+  /** Voters (member ids). */
+  readonly replicas: number[];
+  /** Learners (member ids): replicas catching up before they are promoted. */
+  readonly learners: number[];
+  /** Where the control plane wants the replicas (differs from `replicas` while a move runs). */
+  readonly target: number[];
+  /** Entries the slowest replica is behind the leader's commit index (0 when unknown). */
+  readonly lag: number;
+}
+
+/** Alarm is a condition an operator should look at. */
+export interface Alarm {
+  readonly kind: 'no-quorum' | 'no-leader' | 'member-down' | 'disk-nearly-full' | 'replica-lagging';
+  readonly message: string;
+  readonly group?: number;
+  readonly member?: number;
+}
+
+/** ClusterStatus is the shape of `dkv cluster status --json` (CONTRACT.md, plus more fields). */
 export interface ClusterStatus {
-  readonly members: readonly { id: number; address: string; healthy: boolean }[];
-  readonly groups: readonly {
-    id: number;
-    store: string;
-    leader: number;
-    term: number;
-    commitIndex: number;
-    replicas: number[];
-  }[];
+  readonly members: readonly MemberStatus[];
+  readonly groups: readonly GroupStatus[];
+  readonly alarms: readonly Alarm[];
+  /** The metadata epoch: bumps on every change of members, stores or placement. */
+  readonly epoch: number;
+  /** The member that answered. */
+  readonly from: number;
 }
 
 /** Session makes a mutation exactly-once (see src/statemachine/sessions.ts). */

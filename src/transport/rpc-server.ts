@@ -52,6 +52,8 @@ export interface RpcContext {
   /** A per-server sequence number of the connection. */
   readonly connectionId: number;
   readonly remoteAddress: string;
+  /** The request id the client sent for tracing (the request frame's `trace`), if any. */
+  readonly trace?: string | undefined;
   /** Aborted when the client cancels the request or the connection closes (created on first use). */
   readonly signal: AbortSignal;
 }

@@ -9,13 +9,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  contractStatus,
-  formatStatus,
-  intOption,
-  parseValue,
-  toJson,
-} from '../../src/admin/data-commands.js';
+import { formatStatus, moving } from '../../src/admin/cmd-cluster.js';
+import { intOption, parseValue, toJson } from '../../src/admin/data-commands.js';
 import {
   checkPortsFree,
   loadNodeSpecs,
@@ -168,17 +163,49 @@ describe('data command helpers', () => {
     expect(toJson({ b: new Uint8Array([1, 2, 3]), n: 10n })).toBe('{"b":{"$binary":"AQID"},"n":"10"}');
   });
 
-  it('keeps exactly the contract fields of a status, and formats it for people', () => {
+  it('formats a status for people, and counts the groups still moving', () => {
     const s = {
-      members: [{ id: 1, address: '127.0.0.1:7401', healthy: true, extra: 1 }],
-      groups: [{ id: 1, store: 'default', leader: 1, term: 2, commitIndex: 3, replicas: [1], extra: 2 }],
+      members: [
+        {
+          id: 1,
+          address: '127.0.0.1:7401',
+          peerAddress: '127.0.0.1:7501',
+          healthy: true,
+          state: 'active' as const,
+        },
+      ],
+      groups: [
+        {
+          id: 1,
+          store: 'default',
+          leader: 1,
+          term: 2,
+          commitIndex: 3,
+          replicas: [1],
+          learners: [],
+          target: [1],
+          lag: 0,
+        },
+        {
+          id: 2,
+          store: 'default',
+          leader: 1,
+          term: 2,
+          commitIndex: 3,
+          replicas: [1],
+          learners: [2],
+          target: [1, 2],
+          lag: 5,
+        },
+      ],
+      alarms: [{ kind: 'member-down' as const, member: 2, message: 'member 2 does not answer' }],
+      epoch: 3,
+      from: 1,
     };
-    expect(contractStatus(s)).toEqual({
-      members: [{ id: 1, address: '127.0.0.1:7401', healthy: true }],
-      groups: [{ id: 1, store: 'default', leader: 1, term: 2, commitIndex: 3, replicas: [1] }],
-    });
     const text = formatStatus(s);
-    expect(text).toContain('127.0.0.1:7401  yes');
-    expect(text).toMatch(/GROUP\s+STORE\s+LEADER\s+TERM\s+COMMIT\s+REPLICAS/);
+    expect(text).toMatch(/127\.0\.0\.1:7401\s+127\.0\.0\.1:7501\s+active\s+yes/);
+    expect(text).toMatch(/GROUP\s+STORE\s+LEADER\s+TERM\s+COMMIT\s+LAG\s+REPLICAS\s+LEARNERS\s+TARGET/);
+    expect(text).toContain('member-down: member 2 does not answer');
+    expect(moving(s)).toBe(1);
   });
 });

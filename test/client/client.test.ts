@@ -102,7 +102,13 @@ class FakeCluster {
     }
     if (op === 'status') {
       const s: ClusterStatus = {
-        members: this.addresses.map((address, i) => ({ id: i + 1, address, healthy: true })),
+        members: this.addresses.map((address, i) => ({
+          id: i + 1,
+          address,
+          peerAddress: address,
+          healthy: true,
+          state: 'active' as const,
+        })),
         groups: [...this.leaders].map(([id, leader]) => ({
           id,
           store: 'default',
@@ -110,7 +116,13 @@ class FakeCluster {
           term: 1,
           commitIndex: 1,
           replicas: [1, 2, 3],
+          learners: [],
+          target: [1, 2, 3],
+          lag: 0,
         })),
+        alarms: [],
+        epoch: 1,
+        from: 1,
       };
       return s;
     }

@@ -447,12 +447,23 @@ describe('dkv dev', () => {
     const st = await cli([servers, 'cluster', 'status', '--json']);
     expect(st.code).toBe(0);
     const status = JSON.parse(st.stdout) as ClusterStatus;
-    expect(Object.keys(status).sort()).toEqual(['groups', 'members']);
+    // The contract's fields, plus alarms, the metadata epoch and the answering member.
+    expect(Object.keys(status).sort()).toEqual(['alarms', 'epoch', 'from', 'groups', 'members']);
     expect(status.members.map((m) => [m.id, m.address, m.healthy])).toEqual(
       expected.map((a, i) => [i + 1, a, true]),
     );
     for (const g of status.groups) {
-      expect(Object.keys(g).sort()).toEqual(['commitIndex', 'id', 'leader', 'replicas', 'store', 'term']);
+      expect(Object.keys(g).sort()).toEqual([
+        'commitIndex',
+        'id',
+        'lag',
+        'leader',
+        'learners',
+        'replicas',
+        'store',
+        'target',
+        'term',
+      ]);
       expect([1, 2, 3]).toContain(g.leader);
     }
     expect(status.groups.filter((g) => g.store === 'default').length).toBeGreaterThan(0);
