@@ -270,7 +270,9 @@ export function addClusterCommands(program: Command): void {
         await waitFor(
           servers,
           intOption('--wait-ms', o.waitMs, 1),
-          (x) => !x.members.some((y) => y.id === id),
+          (x) =>
+            !x.members.some((y) => y.id === id) &&
+            !x.groups.some((y) => y.replicas.includes(id) || (y.learners ?? []).includes(id)),
           (x) => {
             const held = x.groups.filter(
               (y) => y.replicas.includes(id) || (y.learners ?? []).includes(id),

@@ -71,6 +71,8 @@ export class GroupReplica {
   snapshotting = false;
   /** Set while a tick entry is proposed and not yet applied. */
   tickInFlight = false;
+  /** Set while a `configure` entry (the store's indexes) is proposed and not yet applied. */
+  indexConfiguring = false;
   /**
    * Where this node's replicated clock for the group started, as its leader (node.ts
    * `replicatedNow`): the replicated time then and the monotonic clock then. Cleared when

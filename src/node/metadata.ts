@@ -178,15 +178,18 @@ export function groupTargets(meta: Meta): Map<number, number[]> {
 
 /**
  * preferredLeaders spreads leaderships evenly: each group in id order goes to the target
- * voter with the fewest leaderships so far (ties: the lower id). Every node computes the same
- * map from the same metadata, so no extra state needs replicating; a group whose preferred
- * leader is down simply keeps the leader it has.
+ * voter with the fewest leaderships so far (ties: the lower id), never to a member that is
+ * leaving. Every node computes the same map from the same metadata, so no extra state needs
+ * replicating; a group whose preferred leader is down simply keeps the leader it has.
  */
 export function preferredLeaders(meta: Meta): Map<number, number> {
   const count = new Map<number, number>();
   const out = new Map<number, number>();
+  const leaving = new Set(meta.members.filter((m) => m.state === 'leaving').map((m) => m.id));
   const targets = [...groupTargets(meta)].sort((a, b) => a[0] - b[0]);
-  for (const [gid, voters] of targets) {
+  for (const [gid, all] of targets) {
+    const staying = all.filter((v) => !leaving.has(v));
+    const voters = staying.length > 0 ? staying : all;
     if (voters.length === 0) continue;
     let best = voters[0]!;
     for (const v of voters) {
@@ -205,6 +208,7 @@ export type ConfStep =
   | { readonly kind: 'add-learner'; readonly node: number }
   | { readonly kind: 'promote'; readonly node: number }
   | { readonly kind: 'remove'; readonly node: number }
+  | { readonly kind: 'demote'; readonly node: number }
   | { readonly kind: 'transfer-leader'; readonly to: number };
 
 /**
@@ -237,14 +241,15 @@ export function nextConfStep(
   const allIn = target.every((n) => voters.has(n) || !known(n));
   if (!allIn) return undefined;
   // Remove voters no longer wanted, once every target voter is a voter.
+  // (a voter that should stay a learner, as a leaving member of the metadata group does, is
+  // demoted instead).
   for (const v of [...voters].sort((a, b) => a - b)) {
     if (target.includes(v)) continue;
-    if (targetLearners.includes(v)) continue; // demotions are not needed: leave it a voter
     if (v === self) {
       const to = target.find((n) => n !== self && voters.has(n) && caughtUp(n));
       return to === undefined ? undefined : { kind: 'transfer-leader', to };
     }
-    return { kind: 'remove', node: v };
+    return targetLearners.includes(v) ? { kind: 'demote', node: v } : { kind: 'remove', node: v };
   }
   // Remove learners no longer wanted.
   for (const l of [...learners].sort((a, b) => a - b)) {
@@ -374,11 +379,12 @@ export function metaVoterTarget(meta: Meta): number[] {
   return out.sort((a, b) => a - b);
 }
 
-/** metaLearnerTarget: every member that is not a metadata voter and not leaving learns it. */
+/**
+ * metaLearnerTarget: every member that is not a metadata voter learns the metadata, a
+ * leaving one too (it must see the targets that move its replicas away) until it is removed.
+ */
 export function metaLearnerTarget(meta: Meta): number[] {
-  return meta.members
-    .filter((m) => m.state !== 'leaving' && !meta.metaReplicas.includes(m.id))
-    .map((m) => m.id);
+  return meta.members.filter((m) => !meta.metaReplicas.includes(m.id)).map((m) => m.id);
 }
 
 /**

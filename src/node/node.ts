@@ -787,7 +787,10 @@ export class DkvNode {
     if (this.stopped) return;
     this.controlRounds++;
     try {
-      if (this.meta) this.confSteps();
+      if (this.meta) {
+        this.confSteps();
+        this.indexSteps();
+      }
       if (this.cfg.balanceLeaders && this.controlRounds % BALANCE_EVERY_ROUNDS === 0) this.balanceLeaders();
     } catch (err) {
       this.log('warn', 'control step failed', { error: String(err) });
@@ -850,7 +853,7 @@ export class DkvNode {
         continue;
       }
       const type =
-        step.kind === 'add-learner'
+        step.kind === 'add-learner' || step.kind === 'demote'
           ? ConfChangeType.AddLearner
           : step.kind === 'promote'
             ? ConfChangeType.AddVoter
@@ -863,6 +866,36 @@ export class DkvNode {
       const r = g.raw.proposeConfChange(cc);
       if (r.ok)
         this.log('info', 'membership change proposed', { group: g.id, step: step.kind, node: step.node });
+    }
+  }
+
+  /**
+   * indexSteps makes the indexes a store declares (in the metadata) exist in every group of
+   * it this node leads: one replicated `configure` entry with the group's other indexes kept
+   * (a client may have defined more with defineIndexes).
+   */
+  private indexSteps(): void {
+    const meta = this.meta;
+    if (!meta) return;
+    for (const s of meta.stores) {
+      if (s.indexes.length === 0) continue;
+      for (const mg of s.groups) {
+        const g = this.groups.get(mg.id);
+        if (!g?.isLeader || g.indexConfiguring) continue;
+        const have = g.sm.indexDefs();
+        const same = (a: IndexDef, b: IndexDef): boolean => JSON.stringify(a) === JSON.stringify(b);
+        if (s.indexes.every((d) => have.some((h) => same(h, d)))) continue;
+        const defs = [...have.filter((h) => !s.indexes.some((d) => d.name === h.name)), ...s.indexes];
+        g.indexConfiguring = true;
+        this.proposeTo(g, { op: 'configure', indexes: defs }, undefined)
+          .then(() => this.log('info', 'store indexes configured', { group: g.id, store: s.name }))
+          .catch((err: unknown) =>
+            this.log('warn', 'index configure failed', { group: g.id, error: String(err) }),
+          )
+          .finally(() => {
+            g.indexConfiguring = false;
+          });
+      }
     }
   }
 
@@ -960,7 +993,11 @@ export class DkvNode {
         }
       }
       if (m.state === 'leaving') {
-        const held = [...actual.values()].some((a) => a.voters.includes(m.id) || a.learners.includes(m.id));
+        // Held: a replica of a data group, or a metadata voter (it stays a metadata learner,
+        // to follow the moves, until it is removed here).
+        const held = [...actual].some(
+          ([gid, a]) => a.voters.includes(m.id) || (gid !== METADATA_GROUP && a.learners.includes(m.id)),
+        );
         const wanted = [...groupTargets(meta).values()].some((t) => t.includes(m.id));
         if (!held && !wanted && reports.size > 0 && actual.has(METADATA_GROUP)) {
           membersChanged = true;
@@ -1100,6 +1137,7 @@ export class DkvNode {
             voters: [...g.confState.voters].sort((a, b) => a - b),
             learners: [...g.confState.learners].sort((a, b) => a - b),
             ...(lag !== undefined && { lag }),
+            ...(g.id !== METADATA_GROUP && { indexes: g.sm.indexDefs().map((d) => d.name) }),
           };
         }),
     };
@@ -1234,8 +1272,14 @@ export class DkvNode {
         let ready = false;
         while (!ready && this.clock.monotonicMs() < until && !this.stopped) {
           await new Promise((r) => setTimeout(r, 100));
-          const led = actualMembership(await this.gatherReports());
-          ready = s.groups.every((x) => led.has(x.id));
+          const reports = await this.gatherReports();
+          const led = actualMembership(reports);
+          const names = s.indexes.map((i) => i.name);
+          ready = s.groups.every((x) => {
+            const l = led.get(x.id);
+            const rep = l && reports.get(l.leader)?.groups.find((y) => y.id === x.id);
+            return rep !== undefined && names.every((n) => (rep.indexes ?? []).includes(n));
+          });
         }
         return { ...(this.describeStore(s) as object), ready };
       }

@@ -59,6 +59,8 @@ export interface GroupReport {
   readonly learners: number[];
   /** Only from the leader: how far the slowest replica is behind the commit index. */
   readonly lag?: number;
+  /** The names of the indexes the replica has (data groups). */
+  readonly indexes?: string[];
 }
 
 /** NodeStatus is one node's own view (the `nodeStatus` op). */

@@ -1,0 +1,317 @@
+/**
+ * The control plane on real node processes (issue 8's proof):
+ * - a store created through the metadata group (8 partitions and an index), used, isolated
+ *   from the default store, described, listed and deleted;
+ * - a member added and another removed under a steady write load, with every step visible
+ *   in the cluster status, and no acknowledged write lost;
+ * - rebalancing that leaves the leaders spread within one of even.
+ *
+ * Nodes 1-3 form the cluster; node 4 starts with `join: true` (it bootstraps nothing) and is
+ * added with the `member.add` admin action, the same call `dkv cluster add-member` makes.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminCall, formatStatus, moving } from '../../src/admin/cmd-cluster.js';
+import { fetchStatus } from '../../src/admin/data-commands.js';
+import { freeBasePort, LocalCluster, type NodeSpec, nodeConfigOf, planNodes } from '../../src/admin/dev.js';
+import { DkvClient } from '../../src/client/client.js';
+import { ErrorCode, isDkvError } from '../../src/errors.js';
+import type { ClusterStatus } from '../../src/transport/protocol.js';
+import { RpcClient } from '../../src/transport/rpc-client.js';
+
+const REPO = resolve(import.meta.dirname, '../..');
+const CLI = join(REPO, 'src/admin/cli.ts');
+const EXTRA = { tickMs: 100, electionTicks: 10, snapshotEntries: 400, snapshotTailEntries: 100 };
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', CLI, ...args],
+      { cwd: REPO, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 2) : 0;
+        res({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** until polls `f` until it returns a value, or fails naming `what` and the last state. */
+async function until<T>(what: string, ms: number, f: () => Promise<T | undefined>): Promise<T> {
+  const deadline = performance.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (performance.now() > deadline)
+      throw new Error(`timed out waiting for ${what} (last error: ${String(last)})`);
+    await sleep(300);
+  }
+}
+
+let dir: string;
+let specs: NodeSpec[];
+let cluster: LocalCluster;
+const clients: DkvClient[] = [];
+
+function addr(id: number): string {
+  const s = specs[id - 1]!;
+  return `${s.host}:${s.clientPort}`;
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'dkv-membership-'));
+  const base = await freeBasePort(4, dir);
+  specs = planNodes(dir, 4, base);
+  const three = specs.slice(0, 3);
+  for (const s of specs) mkdirSync(s.dataDir, { recursive: true });
+  for (const s of three) {
+    writeFileSync(s.configFile, JSON.stringify(nodeConfigOf(s, three, EXTRA)));
+  }
+  // Node 4 joins: it knows the three members, bootstraps nothing, and waits to be added.
+  writeFileSync(
+    specs[3]!.configFile,
+    JSON.stringify({ ...nodeConfigOf(specs[3]!, specs, EXTRA), join: true }),
+  );
+  cluster = new LocalCluster(specs, {
+    onExit: (id, exit) => {
+      if (!exit.expected) console.error(`[membership] node ${id} ended unexpectedly`, exit);
+    },
+  });
+  for (const id of [1, 2, 3]) cluster.node(id).start();
+  await cluster.waitReady(60_000, [1, 2, 3]);
+}, 90_000);
+
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
+  await cluster?.killAll('SIGKILL');
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function client(store: string, servers: string[]): Promise<DkvClient> {
+  const c = await DkvClient.connect({ servers, store, requestTimeoutMs: 15_000 });
+  clients.push(c);
+  return c;
+}
+
+describe('stores through the metadata group', () => {
+  it('creates a store with 8 partitions and an index from the CLI, uses it, isolates it, and deletes it', async () => {
+    const servers = [addr(1), addr(2), addr(3)].join(',');
+    const created = await cli([
+      '--servers',
+      servers,
+      '--json',
+      'store',
+      'create',
+      'orders',
+      '--partitions',
+      '8',
+      '--index',
+      'status:status:eq',
+      '--index',
+      'total:total:range',
+    ]);
+    expect(created.stderr).toBe('');
+    expect(created.code).toBe(0);
+    const desc = JSON.parse(created.stdout) as {
+      groups: { id: number; replicas: number[] }[];
+      ready: boolean;
+    };
+    expect(desc.groups).toHaveLength(8);
+    for (const g of desc.groups) expect(g.replicas).toHaveLength(3);
+    // A second create of the same name is refused.
+    const again = await cli(['--servers', servers, 'store', 'create', 'orders']);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/^error ALREADY_EXISTS: store "orders" already exists/);
+    const bad = await cli(['--servers', servers, 'store', 'create', 'x', '--index', 'nope']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^error INVALID_ARGUMENT: --index "nope"/);
+
+    const orders = await client('orders', [addr(1), addr(2), addr(3)]);
+    const dflt = await client('default', [addr(1), addr(2), addr(3)]);
+    await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        orders.put(`order-${i}`, { status: i % 2 === 0 ? 'open' : 'closed', total: i }),
+      ),
+    );
+    await dflt.put('order-1', 'a default-store value');
+    const open = await orders.query({ index: 'status', eq: 'open' }, { limit: 1000 });
+    expect(open).toHaveLength(100);
+    const big = (await orders.query({ index: 'total', gte: 190, lt: 1000 })).map(
+      (it) => (it.value as { total: number }).total,
+    );
+    expect(big.sort((a, b) => a - b)).toEqual([190, 191, 192, 193, 194, 195, 196, 197, 198, 199]);
+    // Isolation: the same key in two stores, and the default store has no such index.
+    expect((await orders.get('order-1'))?.value).toEqual({ status: 'closed', total: 1 });
+    expect((await dflt.get('order-1'))?.value).toBe('a default-store value');
+    let defaultKeys = 0;
+    for await (const _ of dflt.scan({ prefix: 'order-' })) defaultKeys++;
+    expect(defaultKeys).toBe(1);
+
+    const list = await cli(['--servers', servers, '--json', 'store', 'list']);
+    const stores = list.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { name: string; partitions: number; indexes: string[] });
+    expect(stores.map((s) => s.name).sort()).toEqual(['default', 'orders']);
+    expect(stores.find((s) => s.name === 'orders')).toMatchObject({
+      partitions: 8,
+      indexes: ['status', 'total'],
+    });
+    const described = await cli(['--servers', servers, 'store', 'describe', 'orders']);
+    expect(described.code).toBe(0);
+    expect(described.stdout).toContain(
+      'store orders: 8 partitions, 3 replicas, indexes status:status:eq, total:total:range',
+    );
+    const status = await fetchStatus([addr(1)], 10_000);
+    expect(status.groups.filter((g) => g.store === 'orders')).toHaveLength(8);
+
+    const deleted = await cli(['--servers', servers, 'store', 'delete', 'orders']);
+    expect(deleted).toMatchObject({ code: 0, stdout: 'store orders deleted\n' });
+    await until('the store to be gone everywhere', 20_000, async () => {
+      const s = await fetchStatus([addr(2)], 10_000);
+      return s.groups.some((g) => g.store === 'orders') ? undefined : true;
+    });
+    const err = await orders.get('order-2').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isDkvError(err) && err.code).toBe(ErrorCode.StoreNotFound);
+    const missing = await cli(['--servers', servers, 'store', 'describe', 'orders']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^error STORE_NOT_FOUND/);
+  }, 120_000);
+});
+
+/** leaderSpread is max - min of leaderships per active member, over every group. */
+function leaderSpread(s: ClusterStatus): number {
+  const count = new Map<number, number>();
+  for (const m of s.members) if (m.state === 'active') count.set(m.id, 0);
+  for (const g of s.groups) if (count.has(g.leader)) count.set(g.leader, (count.get(g.leader) ?? 0) + 1);
+  const v = [...count.values()];
+  return Math.max(...v) - Math.min(...v);
+}
+
+describe('membership under load', () => {
+  it('adds a member and removes another under a steady write load; nothing acknowledged is lost; leaders end spread', async () => {
+    const writer = await client('default', [addr(1), addr(2), addr(3)]);
+    const acked: { key: string; value: string }[] = [];
+    const failures = new Map<string, number>();
+    let running = true;
+    const loops = Array.from({ length: 4 }, async (_, w) => {
+      for (let n = 0; running; n++) {
+        const key = `m-${w}-${n}`;
+        const value = `v-${w}-${n}`;
+        try {
+          await writer.put(key, value);
+          acked.push({ key, value });
+        } catch (e) {
+          const code = isDkvError(e) ? e.code : String(e);
+          failures.set(code, (failures.get(code) ?? 0) + 1);
+          await sleep(20);
+        }
+      }
+    });
+    try {
+      await sleep(1000);
+      // Add node 4: it joins as a learner of the metadata group, becomes active, and replicas
+      // move onto it (at most two groups at a time).
+      cluster.node(4).start();
+      await until('node 4 serving', 30_000, async () => {
+        const c = await RpcClient.connect({
+          host: specs[3]!.host,
+          port: specs[3]!.clientPort,
+          frameBytesMax: 1 << 20,
+        });
+        try {
+          return await c.call('hello', {}, { timeoutMs: 2000 });
+        } finally {
+          await c.close();
+        }
+      });
+      const added = (await adminCall([addr(2)], 'member.add', { address: addr(4) }, 20_000)) as {
+        id: number;
+        state: string;
+      };
+      expect(added).toMatchObject({ id: 4, state: 'joining' });
+      const states = new Set<string>();
+      const after = await until('node 4 active, holding replicas, nothing moving', 120_000, async () => {
+        const s = await fetchStatus([addr(1)], 10_000);
+        const m = s.members.find((x) => x.id === 4);
+        if (m) states.add(m.state);
+        if (s.groups.some((g) => (g.learners ?? []).includes(4))) states.add('learner');
+        const held = s.groups.filter((g) => g.replicas.includes(4) && g.id !== 0).length;
+        return m?.state === 'active' && held >= 3 && moving(s) === 0 ? s : undefined;
+      });
+      expect(states.has('active')).toBe(true);
+      expect(after.members.find((m) => m.id === 4)?.healthy).toBe(true);
+      // Every data group still has 3 voters; the metadata group now has 4.
+      for (const g of after.groups) expect(g.replicas).toHaveLength(g.id === 0 ? 4 : 3);
+
+      // Rebalance: leaders end within one of even over the 4 members.
+      await adminCall([addr(3)], 'rebalance', {}, 20_000);
+      await until('leaders spread within one of even', 60_000, async () => {
+        const s = await fetchStatus([addr(1)], 10_000);
+        return s.groups.every((g) => g.leader > 0) && leaderSpread(s) <= 1 ? s : undefined;
+      });
+
+      // Remove node 1 under the same load: its replicas move away first.
+      const removing = (await adminCall([addr(3)], 'member.remove', { id: 1 }, 20_000)) as { state: string };
+      expect(removing.state).toBe('leaving');
+      let shown = 0;
+      const gone = await until(
+        'node 1 removed',
+        Number(process.env.DKV_REMOVE_WAIT_MS ?? 180_000),
+        async () => {
+          const s = await fetchStatus([addr(2), addr(3)], 10_000);
+          if (process.env.DKV_DEBUG && performance.now() - shown > 10_000) {
+            shown = performance.now();
+            console.log(formatStatus(s));
+          }
+          const held = s.groups.some((g) => g.replicas.includes(1) || (g.learners ?? []).includes(1));
+          return s.members.some((m) => m.id === 1) || held ? undefined : s;
+        },
+      );
+      for (const g of gone.groups) {
+        expect(g.replicas).not.toContain(1);
+        expect(g.learners).not.toContain(1);
+      }
+      expect(gone.members.map((m) => m.id)).toEqual([2, 3, 4]);
+    } finally {
+      running = false;
+      await Promise.all(loops);
+    }
+    await cluster.node(1).stop();
+    // Every acknowledged write is there, read through the remaining members only.
+    const reader = await client('default', [addr(2), addr(3), addr(4)]);
+    const wrong: string[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < acked.length) {
+          const a = acked[next++]!;
+          const item = await reader.get(a.key);
+          if (item?.value !== a.value)
+            wrong.push(`${a.key}: want ${a.value}, got ${JSON.stringify(item?.value)}`);
+        }
+      }),
+    );
+    console.log(
+      `[membership] ${acked.length} writes acknowledged during add, rebalance and remove; failures ${JSON.stringify(Object.fromEntries(failures))}`,
+    );
+    expect(acked.length).toBeGreaterThan(100);
+    expect(wrong.slice(0, 10)).toEqual([]);
+  }, 400_000);
+});
