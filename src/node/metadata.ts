@@ -238,7 +238,7 @@ export function nextConfStep(
   for (const n of [...target, ...targetLearners]) {
     if (!voters.has(n) && !learners.has(n) && known(n)) return { kind: 'add-learner', node: n };
   }
-  const allIn = target.every((n) => voters.has(n) || !known(n));
+  const allIn = target.every((n) => voters.has(n));
   if (!allIn) return undefined;
   // Remove voters no longer wanted, once every target voter is a voter.
   // (a voter that should stay a learner, as a leaving member of the metadata group does, is
