@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ErrorCode, isDkvError } from '../errors.js';
 import { addClusterCommands } from './cmd-cluster.js';
 import { addCoordinationCommands } from './cmd-coord.js';
+import { addInstanceCommands } from './cmd-instance.js';
 import { addQueryCommands } from './cmd-query.js';
 import { addDataCommands, intOption } from './data-commands.js';
 
@@ -57,6 +58,7 @@ export function buildProgram(): Command {
   addQueryCommands(program);
   addCoordinationCommands(program);
   addClusterCommands(program);
+  addInstanceCommands(program);
   return program;
 }
 
