@@ -327,15 +327,21 @@ export function planPlacement(input: PlacementInput): PlacementChange[] {
       .filter((id) => !exclude.includes(id))
       .sort((a, b) => (load.get(a) ?? 0) - (load.get(b) ?? 0) || a - b)[0];
   const movable = all.filter((x) => settled(x.group.replicas, actual.get(x.group.id)));
-  // 1. Replace members that are leaving or gone.
-  for (const x of movable) {
-    if (running >= input.movesMax) return out;
-    const bad = x.replicas.find((r) => !activeSet.has(r));
+  // 1. Replace members that are leaving or gone: in settled groups, and also in a group still
+  // moving toward a member that left before it became a voter there (else that move, and the
+  // member's removal, would wait forever). Such a retarget adds no move: it is running already.
+  for (const x of all) {
+    const a = actual.get(x.group.id);
+    const isSettled = settled(x.group.replicas, a);
+    const bad = x.replicas.find((r) => !activeSet.has(r) && (isSettled || !(a?.voters ?? []).includes(r)));
     if (bad === undefined) continue;
+    if (isSettled && running >= input.movesMax) continue;
     const to = leastLoaded(x.replicas);
     const keep = x.replicas.filter((r) => r !== bad);
+    if (to === undefined && keep.length === 0) continue;
+    if (!isSettled) running--;
     if (to !== undefined) change(x, [...keep, to], `member ${bad} is leaving`);
-    else if (keep.length > 0) change(x, keep, `member ${bad} is leaving (no member to take its place)`);
+    else change(x, keep, `member ${bad} is leaving (no member to take its place)`);
   }
   // 2. Fill groups below their replica count.
   for (const x of movable) {

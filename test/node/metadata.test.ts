@@ -246,6 +246,24 @@ describe('planPlacement', () => {
     expect(changes[0]!.replicas).toContain(4);
   });
 
+  it('retargets a move whose new member left before it became a voter there', () => {
+    let meta = metaOf([member(1), member(2), member(3), member(4)], []);
+    meta = { ...meta, stores: [planStore(meta, 'a', 1, 3, [], evenSlots)] };
+    const g = meta.stores[0]!.groups[0]!;
+    // The group was moving onto member 4 (a learner), and 4 is now leaving.
+    const target = [...g.replicas.filter((r) => r !== g.replicas[0]), 4];
+    meta = {
+      ...meta,
+      members: meta.members.map((m) => (m.id === 4 ? { ...m, state: 'leaving' as const } : m)),
+      stores: [{ ...meta.stores[0]!, groups: [{ ...g, replicas: target }] }],
+    };
+    const actual = new Map([[g.id, { voters: g.replicas, learners: [4] }]]);
+    const changes = planPlacement({ meta, actual, healthy: new Set([1, 2, 3, 4]), movesMax: 1 });
+    expect(changes).toHaveLength(1);
+    expect(changes[0]!.replicas).not.toContain(4);
+    expect(changes[0]!.replicas).toHaveLength(3);
+  });
+
   it('gives no replica to an unhealthy member', () => {
     let meta = metaOf([member(1), member(2), member(3)], []);
     meta = { ...meta, stores: [planStore(meta, 'a', 6, 3, [], evenSlots)] };
