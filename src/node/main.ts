@@ -26,7 +26,9 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import { checkNodeConfig, type NodeConfig } from './config.js';
+import { StatsHistory, serveDashboard } from './dashboard.js';
 import { DkvNode } from './node.js';
+import { combineObservers } from './observer-fanout.js';
 import {
   type ClockSkew,
   checkClockSetting,
@@ -72,6 +74,8 @@ export interface AdminOptions {
   readonly testClock?: SkewedClock;
   /** onClockSet is told each time `POST /test/clock` moved the clock. */
   readonly onClockSet?: (skew: ClockSkew) => void;
+  /** history: the dashboard's plots data (`GET /api/history`). */
+  readonly history?: StatsHistory;
 }
 
 /** TEST_CLOCK_PATH is the admin path of the `clock` test hook. */
@@ -173,8 +177,10 @@ export function serveAdmin(
         res
           .writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
           .end(node.metrics());
-      } else {
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /health or /metrics\n');
+      } else if (!serveDashboard(req.url ?? '/', res, node, opts.history)) {
+        res
+          .writeHead(404, { 'content-type': 'text/plain' })
+          .end('not found: try /health, /metrics or / (the dashboard)\n');
       }
     } catch (err) {
       res.writeHead(500, { 'content-type': 'text/plain' }).end(`internal error: ${String(err)}\n`);
@@ -253,8 +259,10 @@ export async function runNode(configPath: string): Promise<never> {
 
   let node: DkvNode;
   let admin: Server | undefined;
+  const history = new StatsHistory();
   try {
     node = await DkvNode.start(cfg, {
+      observer: combineObservers(history),
       onFatal: (err) => die('the node stopped on a storage failure', err),
       log: (level, msg, fields) => logger[level](fields ?? {}, msg),
       testHooks: hooks,
@@ -267,7 +275,9 @@ export async function runNode(configPath: string): Promise<never> {
   }
   try {
     if (cfg.adminPort !== 0) {
+      history.start(() => node.groupStats());
       admin = await serveAdmin(node, cfg.host, cfg.adminPort, {
+        history,
         ...(testClock !== undefined && {
           testClock,
           onClockSet: (skew: ClockSkew) =>
