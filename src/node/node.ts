@@ -112,6 +112,8 @@ const MOVES_MAX = 2;
 const STATUS_TIMEOUT_MS = 1000;
 /** A replica this many entries behind its leader raises a `replica-lagging` alarm. */
 const LAG_ALARM_ENTRIES = 10_000;
+/** A request slower than this is logged at warn level with its request id. */
+const SLOW_REQUEST_MS = 1000;
 /** A learner this close to the commit index counts as caught up (promotion, joining). */
 const CATCH_UP_ENTRIES = 64;
 /** Free disk below this fraction raises a `disk-nearly-full` alarm. */
@@ -171,6 +173,8 @@ export interface DkvNodeOptions {
   readonly testHooks?: TestHooks;
   /** observer is told about requests, commits, leader changes and snapshots (metrics). */
   readonly observer?: NodeObserver;
+  /** debugLog: log every request (with its request id) at debug level (default false). */
+  readonly debugLog?: boolean;
 }
 
 function noLog(): void {}
@@ -255,6 +259,7 @@ export class DkvNode {
   private readonly clock: Clock;
   private readonly hooks: TestHooks;
   private readonly observer: NodeObserver;
+  private readonly debugLog: boolean;
   private readonly storage: NodeStorage;
   /** Snapshots received from leaders and installed, since start. */
   private snapshotsInstalled = 0;
@@ -300,6 +305,7 @@ export class DkvNode {
     this.clock = opts.clock ?? systemClock;
     this.hooks = opts.testHooks ?? NO_TEST_HOOKS;
     this.observer = opts.observer ?? {};
+    this.debugLog = opts.debugLog === true;
     this.layout = layoutOf(cfg);
     for (const s of this.layout.stores) {
       this.storeByName.set(s.name, s);
@@ -1740,9 +1746,78 @@ export class DkvNode {
     }
   }
 
-  private unary(op: string, args: unknown, _ctx: RpcContext): unknown {
-    if (this.stopped) throw new DkvError(ErrorCode.Unavailable, `node ${this.id} is stopping`);
+  /**
+   * unary serves one request and reports it (observer: metrics; log: tracing). Every request
+   * is logged at debug level with the request id the client sent (`rid`), its op, store and
+   * outcome; one slower than SLOW_REQUEST_MS is logged at warn level, so a slow request can
+   * be followed by its id from the client into the leader's log.
+   */
+  private unary(op: string, args: unknown, ctx: RpcContext): unknown {
+    const t0 = this.clock.monotonicMs();
     const a = (typeof args === 'object' && args !== null ? args : {}) as Record<string, unknown>;
+    const done = (err: unknown): void => this.finishRequest(op, a, ctx, t0, err);
+    let r: unknown;
+    try {
+      r = this.serve(op, a);
+    } catch (err) {
+      done(err);
+      throw err;
+    }
+    if (r instanceof Promise) {
+      return r.then(
+        (v: unknown) => {
+          done(undefined);
+          return v;
+        },
+        (err: unknown) => {
+          done(err);
+          throw err;
+        },
+      );
+    }
+    done(undefined);
+    return r;
+  }
+
+  private finishRequest(
+    op: string,
+    a: Record<string, unknown>,
+    ctx: RpcContext,
+    t0: number,
+    err: unknown,
+  ): void {
+    const ms = this.clock.monotonicMs() - t0;
+    const inner =
+      op === 'cmd'
+        ? (a.cmd as { op?: unknown } | undefined)?.op
+        : op === 'read'
+          ? (a.read as { op?: unknown } | undefined)?.op
+          : op === 'admin'
+            ? a.action
+            : undefined;
+    const kind = typeof inner === 'string' ? inner.slice(0, 32) : '';
+    const store = typeof a.store === 'string' ? a.store.slice(0, 64) : '';
+    const code = err === undefined ? undefined : isDkvError(err) ? err.code : 'INTERNAL';
+    this.observe(() => this.observer.request?.({ op, kind, store, ms, code, trace: ctx.trace }));
+    if (op === 'nodeStatus' || op === 'status' || op === 'hello') return;
+    const slow = ms >= SLOW_REQUEST_MS;
+    if (!slow && !this.debugLog) return;
+    const fields = {
+      rid: ctx.trace ?? null,
+      op,
+      kind,
+      store,
+      ...(typeof a.key === 'string' && { key: a.key.slice(0, 128) }),
+      ...(typeof a.group === 'number' && { group: a.group }),
+      ms: Math.round(ms * 10) / 10,
+      ...(code !== undefined && { code }),
+      from: ctx.remoteAddress,
+    };
+    this.log(slow ? 'warn' : 'debug', slow ? 'slow request' : 'request', fields);
+  }
+
+  private serve(op: string, a: Record<string, unknown>): unknown {
+    if (this.stopped) throw new DkvError(ErrorCode.Unavailable, `node ${this.id} is stopping`);
     switch (op) {
       case 'hello': {
         const hello: Hello = { nodeId: this.id, clusterId: this.cfg.clusterId, protocol: 1 };
