@@ -208,6 +208,8 @@ describe('membership under load', () => {
   it('adds a member and removes another under a steady write load; nothing acknowledged is lost; leaders end spread', async () => {
     const writer = await client('default', [addr(1), addr(2), addr(3)]);
     const acked: { key: string; value: string }[] = [];
+    const latencies: { at: number; ms: number }[] = [];
+    const marks: Record<string, number> = { start: performance.now() };
     const failures = new Map<string, number>();
     let running = true;
     const loops = Array.from({ length: 4 }, async (_, w) => {
@@ -215,7 +217,9 @@ describe('membership under load', () => {
         const key = `m-${w}-${n}`;
         const value = `v-${w}-${n}`;
         try {
+          const t0 = performance.now();
           await writer.put(key, value);
+          latencies.push({ at: t0, ms: performance.now() - t0 });
           acked.push({ key, value });
         } catch (e) {
           const code = isDkvError(e) ? e.code : String(e);
@@ -225,7 +229,8 @@ describe('membership under load', () => {
       }
     });
     try {
-      await sleep(1000);
+      await sleep(3000);
+      marks.add = performance.now();
       // Add node 4: it joins as a learner of the metadata group, becomes active, and replicas
       // move onto it (at most two groups at a time).
       cluster.node(4).start();
@@ -255,6 +260,7 @@ describe('membership under load', () => {
         const held = s.groups.filter((g) => g.replicas.includes(4) && g.id !== 0).length;
         return m?.state === 'active' && held >= 3 && moving(s) === 0 ? s : undefined;
       });
+      marks.added = performance.now();
       expect(states.has('active')).toBe(true);
       expect(after.members.find((m) => m.id === 4)?.healthy).toBe(true);
       // Every data group still has 3 voters; the metadata group now has 4.
@@ -268,6 +274,7 @@ describe('membership under load', () => {
       });
 
       // Remove node 1 under the same load: its replicas move away first.
+      marks.remove = performance.now();
       const removing = (await adminCall([addr(3)], 'member.remove', { id: 1 }, 20_000)) as { state: string };
       expect(removing.state).toBe('leaving');
       let shown = 0;
@@ -289,6 +296,7 @@ describe('membership under load', () => {
         expect(g.learners).not.toContain(1);
       }
       expect(gone.members.map((m) => m.id)).toEqual([2, 3, 4]);
+      marks.removed = performance.now();
     } finally {
       running = false;
       await Promise.all(loops);
@@ -308,10 +316,50 @@ describe('membership under load', () => {
         }
       }),
     );
+    const pct = (from: number, to: number): string => {
+      const xs = latencies
+        .filter((l) => l.at >= from && l.at < to)
+        .map((l) => l.ms)
+        .sort((x, y) => x - y);
+      const q = (p: number): string =>
+        (xs[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? 0).toFixed(1);
+      return `${xs.length} puts, p50 ${q(0.5)} ms, p99 ${q(0.99)} ms`;
+    };
     console.log(
-      `[membership] ${acked.length} writes acknowledged during add, rebalance and remove; failures ${JSON.stringify(Object.fromEntries(failures))}`,
+      `[membership] ${acked.length} writes acknowledged during add, rebalance and remove; failures ${JSON.stringify(Object.fromEntries(failures))}\n` +
+        `  before: ${pct(marks.start!, marks.add!)}\n` +
+        `  adding node 4 (${((marks.added! - marks.add!) / 1000).toFixed(1)} s): ${pct(marks.add!, marks.added!)}\n` +
+        `  removing node 1 (${((marks.removed! - marks.remove!) / 1000).toFixed(1)} s): ${pct(marks.remove!, marks.removed!)}`,
     );
     expect(acked.length).toBeGreaterThan(100);
     expect(wrong.slice(0, 10)).toEqual([]);
+
+    // Health and alarms: with one of three members down, the others are still ready and the
+    // status names the member; with two down, the last one has no quorum.
+    const health = async (
+      id: number,
+    ): Promise<{ status: number; body: { ready: boolean; noQuorum: number[] } }> => {
+      const r = await fetch(`http://${specs[id - 1]!.host}:${specs[id - 1]!.adminPort}/health`);
+      return { status: r.status, body: (await r.json()) as { ready: boolean; noQuorum: number[] } };
+    };
+    expect((await health(2)).status).toBe(200);
+    await cluster.node(4).kill('SIGKILL');
+    const down = await until('member 4 reported down', 30_000, async () => {
+      const s = await fetchStatus([addr(2)], 10_000);
+      return s.alarms.some((a) => a.kind === 'member-down' && a.member === 4) ? s : undefined;
+    });
+    expect(down.members.find((m) => m.id === 4)?.healthy).toBe(false);
+    await until('node 2 ready without node 4', 30_000, async () =>
+      (await health(2)).status === 200 ? true : undefined,
+    );
+    await cluster.node(3).kill('SIGKILL');
+    const noQuorum = await until('node 2 not ready', 30_000, async () => {
+      const h = await health(2);
+      return h.status === 503 ? h : undefined;
+    });
+    expect(noQuorum.body.ready).toBe(false);
+    expect(noQuorum.body.noQuorum.length).toBeGreaterThan(0);
+    const lonely = await fetchStatus([addr(2)], 10_000);
+    expect(lonely.alarms.some((a) => a.kind === 'no-quorum')).toBe(true);
   }, 400_000);
 });
