@@ -2122,6 +2122,9 @@ export class DkvNode {
     for (const g of this.groups.values()) g.failAll(err);
     await this.rpc?.close().catch(() => undefined);
     await this.transport?.close().catch(() => undefined);
+    const pooled = [...this.statusClients.values()];
+    this.statusClients.clear();
+    await Promise.all(pooled.map((c) => c.then((x) => x.close()).catch(() => undefined)));
     // Let a round in flight finish its batch before the database closes.
     for (let i = 0; i < 200 && this.running; i++) await new Promise((r) => setTimeout(r, 10));
     await this.storage.close();
