@@ -10,10 +10,13 @@
  * its own. Client connections go straight to the nodes: a partition separates nodes, not the
  * harness's clients from them (as in Jepsen, where clients talk to their node directly).
  *
+ * A node can also be reset (`resetNode`): its data wiped but for its log and its config
+ * rewritten, for the membership nemesis, which brings a removed member back as a new one.
+ *
  * Test hooks (the clock admin call, planted bugs) reach the node processes through the
  * DKV_TEST_HOOKS environment variable (src/node/test-hooks.ts), never through a config file.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -185,6 +188,26 @@ export class HarnessCluster {
     if (!n.running) this.withHooksEnv(() => n.start());
   }
 
+  /**
+   * resetNode prepares a stopped node for a fresh start, as a new machine with the same id and
+   * ports (the membership nemesis re-adds a removed member this way): it deletes everything in
+   * the node's data directory but its log (the new process appends to it, so the node's log
+   * stays whole), and rewrites its config file with `patch` merged in. Everything else in the
+   * config is kept, the peer list included, so the node still reaches its peers through the
+   * fault proxies. It returns the new config.
+   */
+  resetNode(id: number, patch: Readonly<Record<string, unknown>>): Record<string, unknown> {
+    const s = this.spec(id);
+    if (this.running(id)) throw new Error(`node ${id} is running: stop it before resetting it`);
+    if (existsSync(s.dataDir))
+      for (const entry of readdirSync(s.dataDir))
+        if (join(s.dataDir, entry) !== s.logFile) rmSync(join(s.dataDir, entry), { recursive: true, force: true });
+    mkdirSync(s.dataDir, { recursive: true });
+    const cfg = { ...(JSON.parse(readFileSync(s.configFile, 'utf8')) as Record<string, unknown>), ...patch };
+    writeFileSync(s.configFile, `${JSON.stringify(cfg, null, 2)}\n`);
+    return cfg;
+  }
+
   /** withHooksEnv runs `spawn` with DKV_TEST_HOOKS set to this cluster's hooks (spawned nodes inherit the environment). */
   private withHooksEnv(spawn: () => void): void {
     const saved = process.env[TEST_HOOKS_ENV];
@@ -253,7 +276,8 @@ export class HarnessCluster {
         });
         this.rpcs.set(id, c);
       }
-      return (await c.call('status', {}, { timeoutMs })) as ClusterStatus;
+      // This node's own view (its commit indexes, its idea of each leader), not the merged one.
+      return (await c.call('status', { local: true }, { timeoutMs })) as ClusterStatus;
     } catch {
       this.dropRpc(id);
       return undefined;

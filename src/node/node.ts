@@ -1828,7 +1828,8 @@ export class DkvNode {
       case 'map':
         return this.partitionMap(this.store(a.store));
       case 'status':
-        return this.clusterStatus();
+        // { local: true }: this node's own view only (no peer is asked; the harness uses it).
+        return a.local === true ? this.status() : this.clusterStatus();
       case 'nodeStatus':
         return this.nodeStatus();
       case 'admin':

@@ -15,7 +15,10 @@ export const CLIENT_OPS = {
   hello: 'unary',
   /** { store } -> PartitionMap */
   map: 'unary',
-  /** {} -> ClusterStatus (the answering node gathers every member's nodeStatus) */
+  /**
+   * {} -> ClusterStatus (the answering node gathers every member's nodeStatus);
+   * { local: true } -> this node's own view in the same shape (no peer is asked)
+   */
   status: 'unary',
   /** {} -> NodeStatus (this node only) */
   nodeStatus: 'unary',
