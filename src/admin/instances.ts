@@ -336,30 +336,35 @@ function view(inst: Instance): {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/** commandLineOf reads a process's argv from /proc; undefined when it is gone, null without /proc. */
-function commandLineOf(pid: number): string[] | undefined | null {
-  if (!existsSync('/proc/self/cmdline')) return null;
-  try {
-    const parts = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    if (parts.at(-1) === '') parts.pop();
-    return parts.length === 0 ? undefined : parts; // a zombie has an empty command line
-  } catch {
-    return undefined;
-  }
-}
+/**
+ * ProcessState is what a pid is to an instance: gone (or a zombie), exiting (its memory is
+ * released but it is not a zombie yet: its ports may still be bound), ours (it runs
+ * `node --config <the instance's config.json>`), or other (the pid was reused).
+ */
+type ProcessState = 'gone' | 'exiting' | 'ours' | 'other';
 
-/** isOurNode tells whether `pid` is alive and runs `node --config <configFile>`. */
-function isOurNode(pid: number, configFile: string): boolean {
+/** stateOf reads a pid's state from /proc; without /proc, any live pid counts as ours. */
+function stateOf(pid: number, configFile: string): ProcessState {
   try {
     process.kill(pid, 0);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return 'gone';
   }
-  const argv = commandLineOf(pid);
-  if (argv === null) return true; // no /proc: a live pid is the best we know
-  if (argv === undefined) return false;
+  if (!existsSync('/proc/self/stat')) return 'ours';
+  let argv: string[];
+  try {
+    // The state is the field after the command name, which is in parentheses and may hold any character.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (state === 'Z' || state === 'X' || state === 'x') return 'gone';
+    argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return 'gone';
+  }
+  if (argv.at(-1) === '') argv.pop();
+  if (argv.length === 0) return 'exiting';
   const i = argv.indexOf('--config');
-  return i > 0 && argv[i - 1] === 'node' && argv[i + 1] === configFile;
+  return i > 0 && argv[i - 1] === 'node' && argv[i + 1] === configFile ? 'ours' : 'other';
 }
 
 /** livePid returns the pid of the instance's running node, removing a stale pid file. */
@@ -371,18 +376,19 @@ function livePid(rec: InstanceRecord): number | undefined {
     return undefined;
   }
   const pid = /^\d+$/.test(text) ? Number(text) : 0;
-  if (pid > 0 && isOurNode(pid, rec.paths.configFile)) return pid;
+  if (pid > 0 && stateOf(pid, rec.paths.configFile) === 'ours') return pid;
   rmSync(rec.paths.pidFile, { force: true });
   return undefined;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** waitGone polls until `pid` no longer runs our node, or `ms` pass; it tells whether it is gone. */
+/** waitGone polls until `pid` has fully exited (or was reused), or `ms` pass; it tells whether it did. */
 async function waitGone(pid: number, configFile: string, ms: number): Promise<boolean> {
   const deadline = performance.now() + ms;
   for (;;) {
-    if (!isOurNode(pid, configFile)) return true;
+    const state = stateOf(pid, configFile);
+    if (state === 'gone' || state === 'other') return true;
     if (performance.now() >= deadline) return false;
     await sleep(POLL_MS);
   }

@@ -114,6 +114,12 @@ function listen(port: number): Promise<Server> {
   });
 }
 
+/** portArgs gives an instance ports from a random free range (free now; allocation from 7401 could race other tests). */
+async function portArgs(home: string): Promise<string[]> {
+  const base = await freeBasePort(1, home);
+  return ['--port', `${base}`, '--peer-port', `${base + 100}`, '--admin-port', `${base + 200}`];
+}
+
 const STATUS_KEYS = [
   'name',
   'running',
@@ -313,7 +319,22 @@ describe('dkv instance', () => {
     expect(await fails(EXIT.error, ['instance', 'create', 'a', ...h, '--port', '0'])).toMatch(
       /^error INVALID_ARGUMENT: --port must be an integer from 1 to 65535, got "0"/,
     );
-    const created = JSON.parse(await ok('instance', 'create', 'a', ...h, '--json', '--admin-port', '0'));
+    const base = await freeBasePort(1, home); // ports from a random free range: a start must not race others
+    const created = JSON.parse(
+      await ok(
+        'instance',
+        'create',
+        'a',
+        ...h,
+        '--json',
+        '--port',
+        `${base}`,
+        '--peer-port',
+        `${base + 100}`,
+        '--admin-port',
+        '0',
+      ),
+    );
     expect(created.adminPort).toBe(0);
     expect(await fails(EXIT.error, ['instance', 'create', 'a', ...h])).toBe(
       `error ALREADY_EXISTS: instance a already exists in ${home}\n`,
@@ -373,7 +394,7 @@ describe('dkv instance', () => {
 
   it('kills an instance that does not stop within the timeout, and says so', async () => {
     const home = tempHome();
-    await ok('instance', 'create', 's', '--home', home, '--template', 'small');
+    await ok('instance', 'create', 's', '--home', home, '--template', 'small', ...(await portArgs(home)));
     const pid = Number(/pid=(\d+)/.exec(await ok('instance', 'start', 's', '--home', home))?.[1]);
     process.kill(pid, 'SIGSTOP'); // it can no longer act on SIGTERM
     const out = await ok('instance', 'stop', 's', '--home', home, '--timeout-ms', '500');
@@ -385,14 +406,14 @@ describe('dkv instance', () => {
   it('joins a running instance, and removes a running instance only with --force', async () => {
     const home = tempHome();
     const h = ['--home', home];
-    await ok('instance', 'create', 'r', ...h, '--template', 'small');
+    await ok('instance', 'create', 'r', ...h, '--template', 'small', ...(await portArgs(home)));
     const started = await ok('instance', 'start', 'r', ...h);
     const pid = Number(/pid=(\d+)/.exec(started)?.[1]);
     const client = /client=(\S+)/.exec(started)?.[1] ?? '';
     const r = JSON.parse(await ok('instance', 'status', 'r', ...h, '--json'));
 
     // --join reads the members from the running one: id max+1, join: true, its peer port.
-    const out = await ok('instance', 'create', 'j', ...h, '--join', client);
+    const out = await ok('instance', 'create', 'j', ...h, '--join', client, ...(await portArgs(home)));
     expect(out).toContain(`then: dkv --servers ${client} cluster add-member 127.0.0.1:`);
     const cfg = JSON.parse(readFileSync(join(home, 'instances', 'j', 'config.json'), 'utf8'));
     expect(cfg).toMatchObject({ id: 2, join: true, clusterId: NODE_DEFAULTS.clusterId });
