@@ -142,8 +142,9 @@ export function moving(s: ClusterStatus): number {
 }
 
 /**
- * waitFor polls the cluster status until `done` says so, printing `progress` whenever it
- * changes; TIMEOUT (with the last progress) when `timeoutMs` runs out.
+ * waitFor polls the cluster status until `done` says so (and, with `balanced`, until
+ * placement wants no more moves), printing `progress` whenever it changes; TIMEOUT (with the
+ * last progress) when `timeoutMs` runs out.
  */
 async function waitFor(
   servers: readonly string[],
@@ -151,6 +152,7 @@ async function waitFor(
   done: (s: ClusterStatus) => boolean,
   progress: (s: ClusterStatus) => string,
   quiet: boolean,
+  balanced = false,
 ): Promise<ClusterStatus> {
   const deadline = performance.now() + timeoutMs;
   let said = '';
@@ -162,10 +164,18 @@ async function waitFor(
       s = undefined;
     }
     if (s) {
-      const p = progress(s);
+      let pending = 0;
+      if (balanced && done(s)) {
+        try {
+          pending = ((await adminCall(servers, 'placement', {}, 10_000)) as { pending: number }).pending;
+        } catch {
+          pending = 1;
+        }
+      }
+      const p = `${progress(s)}${pending > 0 ? `, ${pending} more moves planned` : ''}`;
       if (p !== said && !quiet) process.stderr.write(`${p}\n`);
       said = p;
-      if (done(s)) return s;
+      if (done(s) && pending === 0) return s;
     }
     if (performance.now() > deadline) {
       throw new DkvError(
@@ -240,10 +250,11 @@ export function addClusterCommands(program: Command): void {
           (x) => x.members.some((y) => y.id === m.id && y.state === 'active') && moving(x) === 0,
           (x) => {
             const me = x.members.find((y) => y.id === m.id);
-            const held = x.groups.filter((y) => y.replicas.includes(m.id)).length;
+            const held = x.groups.filter((y) => y.id !== 0 && y.replicas.includes(m.id)).length;
             return `member ${m.id}: ${me?.state ?? 'unknown'}, replica of ${held} groups, ${moving(x)} groups moving`;
           },
           g.json === true,
+          true,
         );
       }
       const me = s?.members.find((y) => y.id === m.id);

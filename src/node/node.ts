@@ -1310,6 +1310,17 @@ export class DkvNode {
         this.log('info', 'member leaving: moving its replicas away', { member: m.id });
         return { id: m.id, state: 'leaving' };
       }
+      case 'placement': {
+        // A dry run: how many replica moves placement still wants (0: balanced).
+        const reports = await this.gatherReports();
+        const pending = planPlacement({
+          meta,
+          actual: actualMembership(reports),
+          healthy: new Set(reports.keys()),
+          movesMax: Number.MAX_SAFE_INTEGER,
+        });
+        return { pending: pending.length, moves: pending };
+      }
       case 'rebalance': {
         const changes = await this.place();
         this.balanceLeaders();

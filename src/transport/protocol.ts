@@ -81,7 +81,8 @@ export interface NodeStatus {
 /**
  * AdminArgs ask the control plane for one action: `store.create` { name, partitions?,
  * replicas?, indexes? }, `store.delete` { name }, `store.list`, `store.describe` { name },
- * `member.add` { address }, `member.remove` { id }, `rebalance`.
+ * `member.add` { address }, `member.remove` { id }, `rebalance`, `placement` (a dry run:
+ * `{ pending }` replica moves placement still wants).
  */
 export interface AdminArgs {
   readonly action: string;
