@@ -27,6 +27,7 @@ import pino from 'pino';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import { checkNodeConfig, type NodeConfig } from './config.js';
 import { StatsHistory, serveDashboard } from './dashboard.js';
+import { NodeMetrics } from './metrics.js';
 import { DkvNode } from './node.js';
 import { combineObservers } from './observer-fanout.js';
 import {
@@ -76,6 +77,11 @@ export interface AdminOptions {
   readonly onClockSet?: (skew: ClockSkew) => void;
   /** history: the dashboard's plots data (`GET /api/history`). */
   readonly history?: StatsHistory;
+  /**
+   * metrics: what `GET /metrics` serves; without it, a NodeMetrics attached to the node here
+   * (gauges only: no request or commit counters, which need it as the node's observer).
+   */
+  readonly metrics?: NodeMetrics;
 }
 
 /** TEST_CLOCK_PATH is the admin path of the `clock` test hook. */
@@ -154,6 +160,7 @@ export function serveAdmin(
   port: number,
   opts: AdminOptions = {},
 ): Promise<Server> {
+  const metrics = opts.metrics ?? new NodeMetrics({ processMetrics: false }).attach(node);
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === TEST_CLOCK_PATH && opts.testClock !== undefined) {
@@ -174,9 +181,16 @@ export function serveAdmin(
         const h = node.health();
         res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify(h)}\n`);
       } else if (path === '/metrics') {
-        res
-          .writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
-          .end(node.metrics());
+        metrics
+          .text()
+          .then(
+            (text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text),
+            (err: unknown) => {
+              if (!res.headersSent)
+                res.writeHead(500, { 'content-type': 'text/plain' }).end(`internal error: ${String(err)}\n`);
+            },
+          )
+          .catch(() => undefined); // the client went away mid-answer
       } else if (!serveDashboard(req.url ?? '/', res, node, opts.history)) {
         res
           .writeHead(404, { 'content-type': 'text/plain' })
@@ -260,9 +274,10 @@ export async function runNode(configPath: string): Promise<never> {
   let node: DkvNode;
   let admin: Server | undefined;
   const history = new StatsHistory();
+  const metrics = new NodeMetrics();
   try {
     node = await DkvNode.start(cfg, {
-      observer: combineObservers(history),
+      observer: combineObservers(history, metrics),
       onFatal: (err) => die('the node stopped on a storage failure', err),
       log: (level, msg, fields) => logger[level](fields ?? {}, msg),
       testHooks: hooks,
@@ -273,11 +288,13 @@ export async function runNode(configPath: string): Promise<never> {
     flush();
     throw startError(err, cfg);
   }
+  metrics.attach(node);
   try {
     if (cfg.adminPort !== 0) {
       history.start(() => node.groupStats());
       admin = await serveAdmin(node, cfg.host, cfg.adminPort, {
         history,
+        metrics,
         ...(testClock !== undefined && {
           testClock,
           onClockSet: (skew: ClockSkew) =>

@@ -30,6 +30,11 @@ export interface CommitOutcome {
   readonly groups: number;
   readonly entries: number;
   readonly synced: boolean;
+  /**
+   * Time of the LevelDB batch write inside the commit (its fsync included when synced), ms;
+   * undefined when not measured.
+   */
+  readonly syncMs?: number;
 }
 
 export interface NodeObserver {
