@@ -76,6 +76,11 @@ export interface DkvErrorDetails {
   /** With CORRUPTED: the group and log index that failed the check. */
   readonly group?: number;
   readonly index?: number;
+  /**
+   * The id of the client request that failed (DkvClient sets it on every error it throws to
+   * the caller; the same id is in the servers' logs as `rid`). Never sent on the wire.
+   */
+  readonly requestId?: string;
 }
 
 /**

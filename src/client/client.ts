@@ -16,6 +16,10 @@
  *    its retries, so a retry after a lost answer is applied at most once and answered with the
  *    first answer. The call fails with TIMEOUT only when some attempt may have taken effect
  *    and none came back with an answer before the deadline; otherwise with the last error.
+ * 5. Every call has a request id, `<clientId>-<n>` unless the caller names it
+ *    (`CallOptions.requestId`). Every attempt carries it in its frame's `trace`, and the
+ *    servers log it (`rid`), so one slow or failed call can be followed into the leader's
+ *    log. A DkvError thrown to the caller carries it in `details.requestId`.
  *
  * Every call is bounded by requestTimeoutMs; nothing retries forever.
  */
@@ -23,6 +27,7 @@
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import type { ReconnectPolicy } from '../transport/backoff.js';
 import type { ClusterStatus, Consistency, GroupInfo, ReadRequest } from '../transport/protocol.js';
+import { isTraceId, TRACE_LENGTH_MAX } from '../transport/rpc-protocol.js';
 import type { CallOptions, ClientCore, ClientStream, Route, Target } from './core.js';
 import { CounterHandle } from './counters.js';
 import { embeddedFactory, type InProcOptions } from './embedded-hook.js';
@@ -117,7 +122,21 @@ export function callOptions(o: CallOptions): CallOptions {
   return {
     ...(o.timeoutMs !== undefined && { timeoutMs: o.timeoutMs }),
     ...(o.signal !== undefined && { signal: o.signal }),
+    ...(o.requestId !== undefined && { requestId: o.requestId }),
   };
+}
+
+/** withRequestId is `err` (a DkvError) carrying `requestId` in its details; anything else as is. */
+function withRequestId(err: unknown, requestId: string): unknown {
+  if (!isDkvError(err) || err.details.requestId === requestId) return err;
+  const e = new DkvError(
+    err.code,
+    err.message,
+    { ...err.details, requestId },
+    err.cause === undefined ? undefined : { cause: err.cause },
+  );
+  if (err.stack !== undefined) e.stack = err.stack;
+  return e;
 }
 
 function aborted(signal: AbortSignal | undefined): DkvError {
@@ -158,6 +177,8 @@ export class DkvClient implements ClientCore {
   private mapFetch: Promise<Routes> | undefined;
   private lastMapFetchAt = Number.NEGATIVE_INFINITY;
   private closed = false;
+  /** The n of the last default request id (`<clientId>-<n>`). */
+  private requestSeq = 0;
 
   private constructor(opts: DkvClientOptions) {
     if (!Array.isArray(opts.servers) || opts.servers.length === 0)
@@ -205,6 +226,21 @@ export class DkvClient implements ClientCore {
   /** clientId is this client's session id (exactly-once mutations). */
   get clientId(): string {
     return this.session.clientId;
+  }
+
+  /**
+   * requestIdOf is a call's request id: the caller's (checked: 1 to 64 printable ASCII
+   * characters), else the next `<clientId>-<n>`.
+   */
+  private requestIdOf(opts: CallOptions): string {
+    const given = opts.requestId;
+    if (given === undefined) return `${this.clientId}-${++this.requestSeq}`;
+    if (!isTraceId(given))
+      throw new DkvError(
+        ErrorCode.InvalidArgument,
+        `requestId must be 1 to ${TRACE_LENGTH_MAX} printable ASCII characters, got ${JSON.stringify(String(given).slice(0, 80))}`,
+      );
+    return given;
   }
 
   /** put writes a value and resolves with the key's new Item. */
@@ -299,7 +335,13 @@ export class DkvClient implements ClientCore {
 
   /** status returns the cluster's members and groups as the first server that answers sees them. */
   async status(): Promise<ClusterStatus> {
-    return (await this.anyServer('status', {}, performance.now() + this.requestTimeoutMs)) as ClusterStatus;
+    const requestId = this.requestIdOf({});
+    return (await this.anyServer(
+      'status',
+      {},
+      performance.now() + this.requestTimeoutMs,
+      requestId,
+    )) as ClusterStatus;
   }
 
   /** close drops every connection; calls in progress fail with CANCELLED. Idempotent. */
@@ -366,6 +408,22 @@ export class DkvClient implements ClientCore {
     target: Target,
     opts: CallOptions & { bufferMax?: number } = {},
   ): Promise<ClientStream> {
+    const requestId = this.requestIdOf(opts);
+    try {
+      return await this.openStreamAttempts(group, op, args, target, opts, requestId);
+    } catch (err) {
+      throw withRequestId(err, requestId);
+    }
+  }
+
+  private async openStreamAttempts(
+    group: number,
+    op: 'watch' | 'keepalive',
+    args: Record<string, unknown>,
+    target: Target,
+    opts: CallOptions & { bufferMax?: number },
+    requestId: string,
+  ): Promise<ClientStream> {
     const deadline = performance.now() + (opts.timeoutMs ?? this.requestTimeoutMs);
     let lastError: DkvError | undefined;
     const failed = new Set<string>();
@@ -390,6 +448,7 @@ export class DkvClient implements ClientCore {
           {
             ...(opts.signal && { signal: opts.signal }),
             ...(opts.bufferMax !== undefined && { bufferMax: opts.bufferMax }),
+            trace: requestId,
           },
         );
         return stream;
@@ -417,6 +476,7 @@ export class DkvClient implements ClientCore {
   /**
    * routed sends `op` for `key` to the right replica of its group, following redirects and
    * retrying until the deadline. `seq` is the mutation's session seq (undefined for reads).
+   * Every attempt carries the call's request id; an error thrown carries it in its details.
    */
   private async routed(
     route: Route,
@@ -425,6 +485,24 @@ export class DkvClient implements ClientCore {
     target: Target,
     tag: { session: ClientSession; seq: number } | undefined,
     opts: CallOptions,
+  ): Promise<unknown> {
+    const requestId = this.requestIdOf(opts);
+    try {
+      return await this.attempts(route, op, args, target, tag, opts, requestId);
+    } catch (err) {
+      throw withRequestId(err, requestId);
+    }
+  }
+
+  /** attempts is routed's loop: one logical call, each attempt with the same request id. */
+  private async attempts(
+    route: Route,
+    op: 'cmd' | 'read',
+    args: Record<string, unknown>,
+    target: Target,
+    tag: { session: ClientSession; seq: number } | undefined,
+    opts: CallOptions,
+    requestId: string,
   ): Promise<unknown> {
     const seq = tag?.seq;
     const budget = opts.timeoutMs ?? this.requestTimeoutMs;
@@ -487,7 +565,7 @@ export class DkvClient implements ClientCore {
       const wire: Record<string, unknown> = { ...args, epoch: routes.map.epoch };
       if (tag !== undefined) wire.session = tag.session.tag(tag.seq);
       try {
-        return await conn.call(op, wire, { timeoutMs, ...(signal && { signal }) });
+        return await conn.call(op, wire, { timeoutMs, trace: requestId, ...(signal && { signal }) });
       } catch (err) {
         const e = toDkvError(err);
         lastError = e;
@@ -589,8 +667,24 @@ export class DkvClient implements ClientCore {
     return this.candidates(routes, group).every((a) => failed.has(a) || this.endpoints.isDown(a));
   }
 
-  /** anyServer sends a request that any server can answer, trying them in order until the deadline. */
-  private async anyServer(op: string, args: unknown, deadline: number): Promise<unknown> {
+  /**
+   * anyServer sends a request that any server can answer, trying them in order until the
+   * deadline, each attempt with `requestId`; an error thrown carries it.
+   */
+  private async anyServer(op: string, args: unknown, deadline: number, requestId: string): Promise<unknown> {
+    try {
+      return await this.anyServerAttempts(op, args, deadline, requestId);
+    } catch (err) {
+      throw withRequestId(err, requestId);
+    }
+  }
+
+  private async anyServerAttempts(
+    op: string,
+    args: unknown,
+    deadline: number,
+    requestId: string,
+  ): Promise<unknown> {
     let lastError: DkvError | undefined;
     let pauses = 0;
     while (performance.now() < deadline) {
@@ -603,7 +697,7 @@ export class DkvClient implements ClientCore {
           const conn = await this.endpoints.connection(address);
           // One attempt may not eat the whole budget: a slow or hung server is left for the next.
           const timeoutMs = Math.max(1, Math.min(remaining, Math.max(ATTEMPT_TIMEOUT_MIN_MS, remaining / 2)));
-          return await conn.call(op, args, { timeoutMs });
+          return await conn.call(op, args, { timeoutMs, trace: requestId });
         } catch (err) {
           const e = toDkvError(err);
           if (!isRetryable(e.code)) throw e;
@@ -643,7 +737,7 @@ export class DkvClient implements ClientCore {
   }
 
   private async fetchMapNow(deadline: number): Promise<Routes> {
-    const raw = await this.anyServer('map', { store: this.store }, deadline);
+    const raw = await this.anyServer('map', { store: this.store }, deadline, this.requestIdOf({}));
     const routes = new Routes(checkPartitionMap(raw));
     if (routes.map.store !== this.store)
       throw new DkvError(

@@ -13,10 +13,15 @@ export type Route = { readonly key: string } | { readonly group: number };
 /** Target says where a stream goes: the group's leader, or any replica (local). */
 export type Target = 'leader' | 'local';
 
-/** CallOptions bound one call: its own timeout (default requestTimeoutMs) and an AbortSignal. */
+/**
+ * CallOptions bound one call: its own timeout (default requestTimeoutMs) and an AbortSignal;
+ * and name it: `requestId` is sent with every attempt of the call, for tracing it in the
+ * servers' logs (default `<clientId>-<n>`; 1 to 64 printable ASCII characters).
+ */
 export interface CallOptions {
   readonly timeoutMs?: number;
   readonly signal?: AbortSignal;
+  readonly requestId?: string;
 }
 
 /** ClientStream is an open server stream: an async iterable of items, with close(). */

@@ -44,8 +44,16 @@ import { type LocalServer, localServer } from './embedded-hook.js';
 export interface Connection {
   /** closed tells whether the connection is over (closed by either side). */
   readonly closed: boolean;
-  call(op: string, args?: unknown, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<unknown>;
-  stream(op: string, args?: unknown, opts?: { signal?: AbortSignal; bufferMax?: number }): ClientStream;
+  call(
+    op: string,
+    args?: unknown,
+    opts?: { timeoutMs?: number; signal?: AbortSignal; trace?: string },
+  ): Promise<unknown>;
+  stream(
+    op: string,
+    args?: unknown,
+    opts?: { signal?: AbortSignal; bufferMax?: number; trace?: string },
+  ): ClientStream;
   onClose(listener: (reason: DkvError | undefined) => void): void;
   close(): Promise<void>;
 }

@@ -28,7 +28,13 @@
 import type { Socket } from 'node:net';
 import { DkvError, ErrorCode } from '../errors.js';
 import { checkFrameBytesMax, encodeFrame, FrameDecoder } from './frame.js';
-import { checkResponse, OP_LENGTH_MAX, type ResponseFrame } from './rpc-protocol.js';
+import {
+  checkResponse,
+  isTraceId,
+  OP_LENGTH_MAX,
+  type ResponseFrame,
+  TRACE_LENGTH_MAX,
+} from './rpc-protocol.js';
 import { type Address, describeError, type LogFn, noLog, type SocketFactory, tcpSockets } from './sockets.js';
 
 /** RpcClientOptions configure RpcClient.connect. */
@@ -53,11 +59,15 @@ export interface CallOptions {
   /** The deadline, in ms from now; none by default. */
   readonly timeoutMs?: number;
   readonly signal?: AbortSignal;
+  /** The request id sent in the frame's `trace` (1 to 64 printable ASCII characters), for tracing. */
+  readonly trace?: string;
 }
 
 /** StreamOptions configure one stream. */
 export interface StreamOptions {
   readonly signal?: AbortSignal;
+  /** The request id sent in the frame's `trace`, as for CallOptions. */
+  readonly trace?: string;
   /** Items buffered before the consumer is cut off with SLOW_CONSUMER (default 1024). */
   readonly bufferMax?: number;
 }
@@ -188,7 +198,7 @@ export class RpcClient {
       };
       let req: Request;
       try {
-        req = this.open(op, args, pending, undefined, opts.signal);
+        req = this.open(op, args, pending, undefined, opts.signal, opts.trace);
       } catch (err) {
         reject(err);
         return;
@@ -221,7 +231,7 @@ export class RpcClient {
     const stream = new RpcStream(this, op, bufferMax);
     let req: Request;
     try {
-      req = this.open(op, args, undefined, stream, opts.signal);
+      req = this.open(op, args, undefined, stream, opts.signal, opts.trace);
     } catch (err) {
       stream.finish(err as DkvError, false);
       return stream;
@@ -261,11 +271,17 @@ export class RpcClient {
     call: PendingCall | undefined,
     stream: RpcStream | undefined,
     signal: AbortSignal | undefined,
+    trace: string | undefined,
   ): Request {
     if (typeof op !== 'string' || op.length === 0 || op.length > OP_LENGTH_MAX)
       throw new DkvError(
         ErrorCode.InvalidArgument,
         `op must be a string of 1 to ${OP_LENGTH_MAX} characters`,
+      );
+    if (trace !== undefined && !isTraceId(trace))
+      throw new DkvError(
+        ErrorCode.InvalidArgument,
+        `${op}: trace must be 1 to ${TRACE_LENGTH_MAX} printable ASCII characters, got ${JSON.stringify(String(trace).slice(0, 80))}`,
       );
     if (this.closed)
       throw this.closedByUser
@@ -278,7 +294,10 @@ export class RpcClient {
     this.nextId = id >= Number.MAX_SAFE_INTEGER ? 1 : id + 1;
     let frame: Uint8Array;
     try {
-      frame = encodeFrame(args === undefined ? { id, op } : { id, op, args }, this.frameBytesMax);
+      const body: Record<string, unknown> = { id, op };
+      if (args !== undefined) body.args = args;
+      if (trace !== undefined) body.trace = trace;
+      frame = encodeFrame(body, this.frameBytesMax);
     } catch (err) {
       if (err instanceof DkvError) throw err;
       throw new DkvError(

@@ -1,7 +1,7 @@
 /**
  * The client protocol's frames, and their validation. Each frame body is one msgpack map:
  *
- *     client -> server   { id, op, args }          a request (unary or stream, by op)
+ *     client -> server   { id, op, args, trace? }  a request (unary or stream, by op)
  *                        { id, cancel: true }      abandon a request or stop a stream
  *     server -> client   { id, ok: true, value }   a unary answer
  *                        { id, ok: false, error }  a failure (ends a stream too)
@@ -9,7 +9,9 @@
  *                        { id, stream: 'end' }
  *
  * `id` is a positive safe integer chosen by the client, unique among its in-flight requests
- * on that connection. `error` is `{ code, message, details? }` with a code of the catalogue
+ * on that connection. `trace`, optional, is the client's request id for tracing (1 to
+ * TRACE_LENGTH_MAX printable ASCII characters): the server logs it and never interprets it;
+ * a frame without it is as valid as before it existed. `error` is `{ code, message, details? }` with a code of the catalogue
  * in errors.ts. Whether an op is unary or a stream is defined by the server's op table.
  *
  * Validation is exact: a missing or mistyped field, or any unknown field, makes the frame
@@ -20,12 +22,22 @@ import { DkvError, type DkvErrorDetails, ErrorCode, isErrorCode } from '../error
 /** OP_LENGTH_MAX bounds an operation name. */
 export const OP_LENGTH_MAX = 64;
 
+/** TRACE_LENGTH_MAX bounds a request frame's `trace` (the client's request id). */
+export const TRACE_LENGTH_MAX = 64;
+
 /** ERROR_MESSAGE_LENGTH_MAX bounds an error message carried on the wire. */
 export const ERROR_MESSAGE_LENGTH_MAX = 1024;
 
 /** RequestFrame is a validated client-to-server frame. */
 export type RequestFrame =
-  | { readonly kind: 'request'; readonly id: number; readonly op: string; readonly args: unknown }
+  | {
+      readonly kind: 'request';
+      readonly id: number;
+      readonly op: string;
+      readonly args: unknown;
+      /** The client's request id for tracing, when it sent one. */
+      readonly trace: string | undefined;
+    }
   | { readonly kind: 'cancel'; readonly id: number };
 
 /** WireError is an error as it travels. */
@@ -52,6 +64,11 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
+/** isTraceId tells whether a value can be a frame's `trace`: 1 to TRACE_LENGTH_MAX printable ASCII characters. */
+export function isTraceId(v: unknown): v is string {
+  return typeof v === 'string' && v.length >= 1 && v.length <= TRACE_LENGTH_MAX && /^[\x20-\x7e]+$/.test(v);
+}
+
 /** isRequestId tells whether a value can be a request id. */
 export function isRequestId(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 1;
@@ -73,11 +90,14 @@ export function checkRequest(frame: unknown): RequestFrame {
     if (frame.cancel !== true) throw malformed('cancel must be true');
     return { kind: 'cancel', id };
   }
-  onlyKeys(frame, ['id', 'op', 'args']);
+  onlyKeys(frame, ['id', 'op', 'args', 'trace']);
   const op = frame.op;
   if (typeof op !== 'string' || op.length === 0 || op.length > OP_LENGTH_MAX)
     throw malformed(`op must be a string of 1 to ${OP_LENGTH_MAX} characters`);
-  return { kind: 'request', id, op, args: frame.args };
+  const trace = frame.trace;
+  if (trace !== undefined && !isTraceId(trace))
+    throw malformed(`trace must be 1 to ${TRACE_LENGTH_MAX} printable ASCII characters`);
+  return { kind: 'request', id, op, args: frame.args, trace };
 }
 
 /** checkResponse validates a decoded server frame; it throws INVALID_ARGUMENT when malformed. */

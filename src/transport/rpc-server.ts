@@ -122,14 +122,16 @@ class Context implements RpcContext {
   readonly op: string;
   readonly connectionId: number;
   readonly remoteAddress: string;
+  readonly trace: string | undefined;
   private controller: AbortController | undefined;
   private aborted = false;
 
-  constructor(id: number, op: string, conn: ServerConnection) {
+  constructor(id: number, op: string, conn: ServerConnection, trace: string | undefined) {
     this.id = id;
     this.op = op;
     this.connectionId = conn.id;
     this.remoteAddress = conn.remote;
+    this.trace = trace;
   }
 
   get signal(): AbortSignal {
@@ -346,7 +348,7 @@ export class RpcServer {
       else if (conn.inFlight.has(req.id)) {
         this.refuse(conn, `request id ${req.id} is already in flight`);
         return;
-      } else this.dispatch(conn, req.id, req.op, req.args);
+      } else this.dispatch(conn, req.id, req.op, req.args, req.trace);
     }
     conn.backlog = [];
     conn.backlogHead = 0;
@@ -375,7 +377,13 @@ export class RpcServer {
     if (f.sink !== undefined) this.stopSink(f.sink);
   }
 
-  private dispatch(conn: ServerConnection, id: number, op: string, args: unknown): void {
+  private dispatch(
+    conn: ServerConnection,
+    id: number,
+    op: string,
+    args: unknown,
+    trace: string | undefined,
+  ): void {
     this.stats.requests++;
     const { handlers } = this.opts;
     const kind = Object.hasOwn(handlers.ops, op) ? handlers.ops[op] : undefined;
@@ -399,7 +407,7 @@ export class RpcServer {
       );
       return;
     }
-    const ctx = new Context(id, op, conn);
+    const ctx = new Context(id, op, conn, trace);
     const f: InFlight = { ctx, sink: undefined };
     conn.inFlight.set(id, f);
     conn.busy++;
