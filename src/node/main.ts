@@ -281,6 +281,7 @@ export async function runNode(configPath: string): Promise<never> {
       onFatal: (err) => die('the node stopped on a storage failure', err),
       log: (level, msg, fields) => logger[level](fields ?? {}, msg),
       testHooks: hooks,
+      debugLog: logger.isLevelEnabled('debug'),
       ...(testClock !== undefined && { clock: testClock }),
     });
   } catch (err) {

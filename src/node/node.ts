@@ -510,6 +510,7 @@ export class DkvNode {
             groups: stats.groups,
             entries: stats.entries,
             synced: stats.synced,
+            syncMs: stats.syncMs,
           }),
         );
         if (this.stopped) return;
@@ -2033,63 +2034,6 @@ export class DkvNode {
           snapshotBytes: g.storage.snapshotRecord().totalBytes,
         };
       });
-  }
-
-  /** metrics is the node's state in the Prometheus text format. */
-  metrics(): string {
-    const lines: string[] = [];
-    const metric = (name: string, help: string, type: string, rows: [string, number][]): void => {
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      for (const [labels, v] of rows) lines.push(`${name}${labels} ${v}`);
-    };
-    const gs = [...this.groups.values()];
-    const lbl = (g: GroupReplica): string => `{group="${g.id}"}`;
-    metric(
-      'dkv_group_is_leader',
-      'Whether this node leads the group.',
-      'gauge',
-      gs.map((g) => [lbl(g), g.isLeader ? 1 : 0]),
-    );
-    metric(
-      'dkv_group_term',
-      'Raft term.',
-      'gauge',
-      gs.map((g) => [lbl(g), g.raw.status().term]),
-    );
-    metric(
-      'dkv_group_commit_index',
-      'Raft commit index.',
-      'gauge',
-      gs.map((g) => [lbl(g), g.raw.status().commit]),
-    );
-    metric(
-      'dkv_group_applied_index',
-      'Last applied index.',
-      'gauge',
-      gs.map((g) => [lbl(g), g.sm.appliedIndex]),
-    );
-    metric(
-      'dkv_group_revision',
-      'Key revision.',
-      'gauge',
-      gs.map((g) => [lbl(g), g.sm.revision]),
-    );
-    metric(
-      'dkv_group_pending_requests',
-      'Requests waiting.',
-      'gauge',
-      gs.map((g) => [lbl(g), g.pendingCount]),
-    );
-    metric('dkv_snapshots_installed_total', 'Snapshots received from leaders and installed.', 'counter', [
-      ['', this.snapshotsInstalled],
-    ]);
-    metric(
-      'dkv_peer_up',
-      'Whether the peer link is up.',
-      'gauge',
-      [...this.peerUp].map(([p, up]) => [`{peer="${p}"}`, up ? 1 : 0]),
-    );
-    return `${lines.join('\n')}\n`;
   }
 
   /**
