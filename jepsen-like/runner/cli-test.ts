@@ -15,8 +15,7 @@ import { NEMESES, type NemesisName } from './schedule.js';
 /** TEST_USAGE is the `test` part of the usage text. */
 export const TEST_USAGE = `test options:
   --workload W           ${WORKLOADS.join(' | ')} (required)
-  --nemesis N1,N2        ${NEMESES.filter((n) => n !== 'membership').join(', ')}, or none (default partition,kill)
-                         (membership is not supported yet: it needs member add/remove, issue 8)
+  --nemesis N1,N2        ${NEMESES.join(', ')}, or none (default partition,kill)
   --time S               seconds of workload (default 30)
   --nodes 3|5            cluster size (default 3)
   --seed X               schedule seed (default: random, printed)
@@ -71,15 +70,9 @@ export async function testCommand(
     throw usage(`unknown --workload ${workload} (${WORKLOADS.join(', ')})`);
   const nemeses =
     values.nemesis === 'none' || values.nemesis === '' ? [] : values.nemesis!.split(',').map((n) => n.trim());
-  for (const n of nemeses) {
+  for (const n of nemeses)
     if (!(NEMESES as readonly string[]).includes(n))
       throw usage(`unknown --nemesis ${n} (${NEMESES.join(', ')})`);
-    if (n === 'membership')
-      throw new DkvError(
-        ErrorCode.Unsupported,
-        'the membership nemesis needs adding and removing members (issue 8), which DKV does not do yet',
-      );
-  }
   const timeSec = Number(values.time ?? '30');
   if (!Number.isFinite(timeSec) || timeSec < 1 || timeSec > 86_400)
     throw usage(`--time must be a number of seconds from 1 to 86400, got ${values.time}`);

@@ -16,7 +16,15 @@
  * Test hooks (the clock admin call, planted bugs) reach the node processes through the
  * DKV_TEST_HOOKS environment variable (src/node/test-hooks.ts), never through a config file.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -201,7 +209,8 @@ export class HarnessCluster {
     if (this.running(id)) throw new Error(`node ${id} is running: stop it before resetting it`);
     if (existsSync(s.dataDir))
       for (const entry of readdirSync(s.dataDir))
-        if (join(s.dataDir, entry) !== s.logFile) rmSync(join(s.dataDir, entry), { recursive: true, force: true });
+        if (join(s.dataDir, entry) !== s.logFile)
+          rmSync(join(s.dataDir, entry), { recursive: true, force: true });
     mkdirSync(s.dataDir, { recursive: true });
     const cfg = { ...(JSON.parse(readFileSync(s.configFile, 'utf8')) as Record<string, unknown>), ...patch };
     writeFileSync(s.configFile, `${JSON.stringify(cfg, null, 2)}\n`);

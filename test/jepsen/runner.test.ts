@@ -126,9 +126,6 @@ describe('jepsen test: options', () => {
     expect((await run(['--workload', 'register', '--nodes', '4'])).err).toMatch(/--nodes must be 3 or 5/);
     expect((await run(['--workload', 'register', '--bug', 'nope'])).err).toMatch(/unknown --bug nope/);
     expect((await run(['--workload', 'register', '--time', '0'])).err).toMatch(/--time/);
-    const m = await run(['--workload', 'register', '--nemesis', 'membership']);
-    expect(m.code).toBe(2);
-    expect(m.err).toMatch(/UNSUPPORTED.*membership.*issue 8/);
   });
 
   it('prints its usage', async () => {
