@@ -1476,11 +1476,19 @@ export class DkvNode {
       if (m.id === this.id) continue;
       this.clientAddrOf.set(m.id, m.address);
       if (m.peerAddress) this.peerAddrOf.set(m.id, m.peerAddress);
-      const addr = parseHostPort(m.peerAddress);
+      // The configuration's address of a peer wins over the one the metadata records: it may
+      // be a route only this node should take (a proxy, another interface).
+      const configured = this.cfg.peers.find((p) => p.id === m.id);
+      const addr = configured
+        ? { host: configured.host, port: configured.peerPort }
+        : parseHostPort(m.peerAddress);
       if (this.transport && addr && !this.peerUp.has(m.id)) {
         this.transport.addPeer(m.id, addr);
         this.peerUp.set(m.id, false);
-        this.log('info', 'member added to the peer links', { peer: m.id, address: m.peerAddress });
+        this.log('info', 'member added to the peer links', {
+          peer: m.id,
+          address: `${addr.host}:${addr.port}`,
+        });
       }
     }
     for (const id of [...this.peerUp.keys()]) {
