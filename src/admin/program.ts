@@ -5,6 +5,7 @@ import { addClusterCommands } from './cmd-cluster.js';
 import { addCoordinationCommands } from './cmd-coord.js';
 import { addInstanceCommands } from './cmd-instance.js';
 import { addQueryCommands } from './cmd-query.js';
+import { addSnapshotCommands } from './cmd-snapshot.js';
 import { addDataCommands, intOption } from './data-commands.js';
 
 /** EXIT holds the dkv CLI's exit codes, as CONTRACT.md fixes them. */
@@ -59,6 +60,7 @@ export function buildProgram(): Command {
   addCoordinationCommands(program);
   addClusterCommands(program);
   addInstanceCommands(program);
+  addSnapshotCommands(program);
   return program;
 }
 
