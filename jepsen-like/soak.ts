@@ -32,6 +32,8 @@ const NEMESIS_SETS: NemesisName[][] = [
   ['pause', 'kill', 'partition-leader'],
   ['bridge', 'delay', 'clock'],
   ['kill'],
+  ['membership', 'partition'],
+  ['membership'],
 ];
 
 /** BUG_PLANS: the workload and nemeses that expose each planted bug. */
