@@ -261,8 +261,6 @@ export class DkvNode {
   private readonly observer: NodeObserver;
   private readonly debugLog: boolean;
   private readonly storage: NodeStorage;
-  /** Snapshots received from leaders and installed, since start. */
-  private snapshotsInstalled = 0;
   private readonly groups = new Map<number, GroupReplica>();
   /** The layout the configuration bootstraps (used until the metadata is published). */
   private readonly layout: ReturnType<typeof layoutOf>;
@@ -270,7 +268,6 @@ export class DkvNode {
   private storeOfGroup = new Map<number, string>();
   private readonly peerUp = new Map<number, boolean>();
   private readonly clientAddrOf = new Map<number, string>();
-  private readonly peerAddrOf = new Map<number, string>();
   /** The metadata as this node's metadata replica last applied it (undefined: not yet). */
   private meta: Meta | undefined;
   /** The metadata group's applied index when `meta` was read. */
@@ -311,10 +308,7 @@ export class DkvNode {
       this.storeByName.set(s.name, s);
       for (const g of s.groups) this.storeOfGroup.set(g.id, s.name);
     }
-    for (const p of cfg.peers) {
-      this.clientAddrOf.set(p.id, `${p.host}:${p.clientPort}`);
-      this.peerAddrOf.set(p.id, `${p.host}:${p.peerPort}`);
-    }
+    for (const p of cfg.peers) this.clientAddrOf.set(p.id, `${p.host}:${p.clientPort}`);
   }
 
   /**
@@ -557,7 +551,6 @@ export class DkvNode {
     }
     if (rd.snapshot) {
       g.installSnapshot(rd.snapshot);
-      this.snapshotsInstalled++;
       const bytes = rd.snapshot.data.length;
       this.observe(() => this.observer.snapshot?.(g.id, 'installed', bytes, 0));
       this.log('info', 'snapshot installed', {
@@ -1475,7 +1468,6 @@ export class DkvNode {
       ids.add(m.id);
       if (m.id === this.id) continue;
       this.clientAddrOf.set(m.id, m.address);
-      if (m.peerAddress) this.peerAddrOf.set(m.id, m.peerAddress);
       // The configuration's address of a peer wins over the one the metadata records: it may
       // be a route only this node should take (a proxy, another interface).
       const configured = this.cfg.peers.find((p) => p.id === m.id);
@@ -1496,7 +1488,6 @@ export class DkvNode {
       this.transport?.removePeer(id);
       this.peerUp.delete(id);
       this.clientAddrOf.delete(id);
-      this.peerAddrOf.delete(id);
       this.log('info', 'member removed from the peer links', { peer: id });
     }
     this.maintenance = true;
