@@ -12,18 +12,7 @@ import type { Command } from 'commander';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import type { ClusterStatus } from '../transport/protocol.js';
 import { RpcClient } from '../transport/rpc-client.js';
-import { fetchStatus, intOption, serversOf, table, toJson } from './data-commands.js';
-
-interface Globals {
-  servers: string;
-  store: string;
-  json?: boolean;
-  timeout: string;
-}
-
-function globals(cmd: Command): Globals {
-  return cmd.optsWithGlobals() as Globals;
-}
+import { fetchStatus, globals, intOption, serversOf, table, toJson } from './data-commands.js';
 
 function write(text: string): void {
   process.stdout.write(`${text}\n`);

@@ -23,11 +23,7 @@ import type { Command } from 'commander';
 import { DkvClient } from '../client/client.js';
 import type { Lease } from '../client/leases.js';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
-import { type GlobalOptions, intOption, serversOf, toJson } from './data-commands.js';
-
-function globals(cmd: Command): GlobalOptions {
-  return cmd.optsWithGlobals() as GlobalOptions;
-}
+import { type GlobalOptions, globals, intOption, serversOf, toJson } from './data-commands.js';
 
 function write(text: string): void {
   process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);

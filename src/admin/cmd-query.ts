@@ -27,11 +27,7 @@ import { countQuery, scanItems, streamQuery } from '../client/scan.js';
 import type { Item } from '../client/types.js';
 import { openWatch, type WatchEvent } from '../client/watch.js';
 import { DkvError, ErrorCode } from '../errors.js';
-import { type GlobalOptions, intOption, serversOf, toJson } from './data-commands.js';
-
-function globals(cmd: Command): GlobalOptions {
-  return cmd.optsWithGlobals() as GlobalOptions;
-}
+import { type GlobalOptions, globals, intOption, serversOf, toJson } from './data-commands.js';
 
 async function withClient<T>(g: GlobalOptions, fn: (client: DkvClient) => Promise<T>): Promise<T> {
   const client = await DkvClient.connect({

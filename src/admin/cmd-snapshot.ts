@@ -44,7 +44,7 @@ import type { Item } from '../client/types.js';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import { packr } from '../statemachine/codec.js';
 import { adminCall } from './cmd-cluster.js';
-import { intOption, serversOf, toJson } from './data-commands.js';
+import { globals, intOption, serversOf, toJson } from './data-commands.js';
 
 /** SNAPSHOT_FORMAT names the file format in its header. */
 export const SNAPSHOT_FORMAT = 'dkv-snapshot';
@@ -610,17 +610,6 @@ export async function restoreSnapshot(
 }
 
 // ---------------------------------------------------------------- the CLI
-
-interface Globals {
-  servers: string;
-  store: string;
-  json?: boolean;
-  timeout: string;
-}
-
-function globals(cmd: Command): Globals {
-  return cmd.optsWithGlobals() as Globals;
-}
 
 /** formatBytes renders a byte count for people (MB are 10^6 bytes). */
 function formatBytes(n: number): string {

@@ -69,7 +69,8 @@ export function toJson(value: unknown, indent?: number): string {
   );
 }
 
-function globals(cmd: Command): GlobalOptions {
+/** globals reads the global options (--servers, --store, --json, --timeout) of a command. */
+export function globals(cmd: Command): GlobalOptions {
   return cmd.optsWithGlobals() as GlobalOptions;
 }
 

@@ -1120,22 +1120,24 @@ export class DkvNode {
       groups: [...this.groups.values()]
         .sort((a, b) => a.id - b.id)
         .map((g) => {
-          const st = g.raw.status();
+          const x = this.groupStat(g);
+          const progress = g.isLeader ? g.raw.status().progress : null;
           let lag: number | undefined;
-          if (g.isLeader && st.progress) {
+          if (progress) {
             lag = 0;
-            for (const [id, pr] of st.progress) if (id !== this.id) lag = Math.max(lag, st.commit - pr.match);
+            for (const [id, pr] of progress)
+              if (id !== this.id) lag = Math.max(lag, x.commitIndex - pr.match);
           }
           return {
-            id: g.id,
-            store: g.id === METADATA_GROUP ? '_meta' : g.store,
-            isLeader: g.isLeader,
-            leader: g.leader,
-            term: st.term,
-            commitIndex: st.commit,
-            appliedIndex: g.sm.appliedIndex,
-            voters: [...g.confState.voters].sort((a, b) => a - b),
-            learners: [...g.confState.learners].sort((a, b) => a - b),
+            id: x.id,
+            store: x.store,
+            isLeader: x.isLeader,
+            leader: x.leader,
+            term: x.term,
+            commitIndex: x.commitIndex,
+            appliedIndex: x.appliedIndex,
+            voters: [...x.voters],
+            learners: [...x.learners],
             ...(lag !== undefined && { lag }),
             ...(g.id !== METADATA_GROUP && { indexes: g.sm.indexDefs().map((d) => d.name) }),
           };
@@ -2010,29 +2012,29 @@ export class DkvNode {
 
   /** groupStats reports every hosted group's state (for metrics, status and the dashboard). */
   groupStats(): GroupStats[] {
-    return [...this.groups.values()]
-      .sort((a, b) => a.id - b.id)
-      .map((g): GroupStats => {
-        const st = g.raw.status();
-        const sm = g.sm.stats();
-        return {
-          id: g.id,
-          store: g.id === METADATA_GROUP ? '_meta' : g.store,
-          isLeader: g.isLeader,
-          leader: g.leader,
-          term: st.term,
-          commitIndex: st.commit,
-          appliedIndex: g.sm.appliedIndex,
-          revision: g.sm.revision,
-          pending: g.pendingCount,
-          voters: [...g.confState.voters].sort((a, b) => a - b),
-          learners: [...g.confState.learners].sort((a, b) => a - b),
-          watches: sm.watches,
-          leases: sm.leases,
-          locks: sm.locks,
-          snapshotBytes: g.storage.snapshotRecord().totalBytes,
-        };
-      });
+    return [...this.groups.values()].sort((a, b) => a.id - b.id).map((g) => this.groupStat(g));
+  }
+
+  private groupStat(g: GroupReplica): GroupStats {
+    const st = g.raw.status();
+    const sm = g.sm.stats();
+    return {
+      id: g.id,
+      store: g.id === METADATA_GROUP ? '_meta' : g.store,
+      isLeader: g.isLeader,
+      leader: g.leader,
+      term: st.term,
+      commitIndex: st.commit,
+      appliedIndex: g.sm.appliedIndex,
+      revision: g.sm.revision,
+      pending: g.pendingCount,
+      voters: [...g.confState.voters].sort((a, b) => a - b),
+      learners: [...g.confState.learners].sort((a, b) => a - b),
+      watches: sm.watches,
+      leases: sm.leases,
+      locks: sm.locks,
+      snapshotBytes: g.storage.snapshotRecord().totalBytes,
+    };
   }
 
   /**
