@@ -57,12 +57,10 @@ import {
   type StreamSink,
 } from '../transport/index.js';
 import {
-  type Alarm,
   CLIENT_OPS,
   type ClusterStatus,
   type CmdArgs,
   type Consistency,
-  type GroupReport,
   type GroupStatus,
   type Hello,
   type KeepAliveArgs,
@@ -95,6 +93,7 @@ import {
 } from './metadata.js';
 import type { GroupStats, NodeObserver } from './observer.js';
 import { type PeerMessage, validatePeerMessage } from './raft-wire.js';
+import { actualMembership, mergeStatus } from './status.js';
 import { NO_FSYNC_FLUSH_MS, NO_TEST_HOOKS, stateMachineBugConfig, type TestHooks } from './test-hooks.js';
 
 export { METADATA_GROUP } from './metadata.js';
@@ -110,14 +109,10 @@ const PLACE_EVERY_ROUNDS = 2;
 const MOVES_MAX = 2;
 /** How long a node waits for a peer's nodeStatus when gathering the cluster's status. */
 const STATUS_TIMEOUT_MS = 1000;
-/** A replica this many entries behind its leader raises a `replica-lagging` alarm. */
-const LAG_ALARM_ENTRIES = 10_000;
 /** A request slower than this is logged at warn level with its request id. */
 const SLOW_REQUEST_MS = 1000;
 /** A learner this close to the commit index counts as caught up (promotion, joining). */
 const CATCH_UP_ENTRIES = 64;
-/** Free disk below this fraction raises a `disk-nearly-full` alarm. */
-const DISK_ALARM_FREE = 0.1;
 
 /** StoreLayout is a store's partition groups and the slots each owns. */
 interface StoreLayout {
@@ -226,22 +221,6 @@ function storeLayoutOf(s: MetaStore): StoreLayout {
     groups: s.groups.map((g) => ({ id: g.id, slots: g.slots, replicas: g.replicas })),
     slotGroup,
   };
-}
-
-/** actualMembership is each group's membership and leader as its leader reports it. */
-function actualMembership(
-  reports: ReadonlyMap<number, NodeStatus>,
-): Map<number, { voters: number[]; learners: number[]; leader: number; term: number }> {
-  const out = new Map<number, { voters: number[]; learners: number[]; leader: number; term: number }>();
-  for (const r of reports.values()) {
-    for (const g of r.groups) {
-      if (!g.isLeader) continue;
-      const b = out.get(g.id);
-      if (!b || g.term > b.term)
-        out.set(g.id, { voters: g.voters, learners: g.learners, leader: r.id, term: g.term });
-    }
-  }
-  return out;
 }
 
 function parseHostPort(a: string): Address | undefined {
@@ -1152,79 +1131,14 @@ export class DkvNode {
    */
   async clusterStatus(): Promise<ClusterStatus> {
     const reports = await this.gatherReports();
-    const meta = this.meta;
-    const members: MemberStatus[] = this.memberList().map((m) => ({
-      id: m.id,
-      address: m.address,
-      peerAddress: m.peerAddress,
-      healthy: reports.has(m.id),
-      state: m.state,
-    }));
-    const best = new Map<number, GroupReport>();
-    for (const r of reports.values()) {
-      for (const g of r.groups) {
-        const b = best.get(g.id);
-        const better =
-          !b ||
-          (g.isLeader && !b.isLeader && g.term >= b.term) ||
-          (g.isLeader === b.isLeader &&
-            (g.term > b.term || (g.term === b.term && g.commitIndex > b.commitIndex)));
-        if (better) best.set(g.id, g);
-      }
-    }
-    const targets = meta ? groupTargets(meta) : new Map<number, number[]>();
-    const healthy = new Set(members.filter((m) => m.healthy).map((m) => m.id));
-    const alarms: Alarm[] = [];
-    for (const m of members) {
-      if (!m.healthy)
-        alarms.push({
-          kind: 'member-down',
-          member: m.id,
-          message: `member ${m.id} (${m.address}) does not answer`,
-        });
-    }
-    for (const [id, r] of reports) {
-      if (r.diskFree !== undefined && r.diskFree < DISK_ALARM_FREE) {
-        alarms.push({
-          kind: 'disk-nearly-full',
-          member: id,
-          message: `member ${id}: only ${(r.diskFree * 100).toFixed(1)}% of its data disk is free`,
-        });
-      }
-    }
-    const groups: GroupStatus[] = [...best.values()]
-      .sort((a, b) => a.id - b.id)
-      .map((g) => {
-        const up = g.voters.filter((v) => healthy.has(v)).length;
-        if (up * 2 <= g.voters.length) {
-          alarms.push({
-            kind: 'no-quorum',
-            group: g.id,
-            message: `group ${g.id}: only ${up} of its ${g.voters.length} voters answer`,
-          });
-        } else if (!g.isLeader) {
-          alarms.push({ kind: 'no-leader', group: g.id, message: `group ${g.id} has no leader right now` });
-        }
-        if ((g.lag ?? 0) > LAG_ALARM_ENTRIES) {
-          alarms.push({
-            kind: 'replica-lagging',
-            group: g.id,
-            message: `group ${g.id}: a replica is ${g.lag} entries behind`,
-          });
-        }
-        return {
-          id: g.id,
-          store: g.id === METADATA_GROUP ? '_meta' : (this.storeOfGroup.get(g.id) ?? g.store),
-          leader: g.isLeader ? (reports.get(g.leader)?.id ?? g.leader) : 0,
-          term: g.term,
-          commitIndex: g.commitIndex,
-          replicas: g.voters,
-          learners: g.learners,
-          target: targets.get(g.id) ?? g.voters,
-          lag: g.lag ?? 0,
-        };
-      });
-    return { members, groups, alarms, epoch: meta?.epoch ?? 0, from: this.id };
+    return mergeStatus({
+      members: this.memberList(),
+      reports,
+      targets: this.meta ? groupTargets(this.meta) : new Map(),
+      storeOf: (id) => this.storeOfGroup.get(id),
+      epoch: this.meta?.epoch ?? 0,
+      from: this.id,
+    });
   }
 
   // ---------------------------------------------------------------- admin
