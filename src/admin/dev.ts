@@ -225,7 +225,10 @@ export function nodeCommand(configFile: string): { command: string; args: string
   const loader = fromSource
     ? ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href]
     : [];
-  return { command: process.execPath, args: [...loader, cli, 'node', '--config', configFile] };
+  // DKV_NODE_ARGS: extra flags for node itself, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+  // (profiling a cluster; node refuses --cpu-prof in NODE_OPTIONS).
+  const extra = (process.env.DKV_NODE_ARGS ?? '').split(/\s+/).filter((a) => a.length > 0);
+  return { command: process.execPath, args: [...extra, ...loader, cli, 'node', '--config', configFile] };
 }
 
 /** tailOfFile returns the last `lines` lines of a file (read from its last 64 KiB). */
