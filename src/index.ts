@@ -13,6 +13,14 @@ import { setEmbeddedFactory } from './client/embedded-hook.js';
 setEmbeddedFactory(async (opts) => (await import('./embedded.js')).openEmbedded(opts));
 
 export {
+  AdminApi,
+  type IndexSpec,
+  type MemberInfo,
+  type PlacementChange,
+  type StoreInfo,
+  type StoreSummary,
+} from './client/admin.js';
+export {
   type ClusterStatus,
   type Consistency,
   DkvClient,

@@ -28,6 +28,7 @@ import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import type { ReconnectPolicy } from '../transport/backoff.js';
 import type { ClusterStatus, Consistency, GroupInfo, ReadRequest } from '../transport/protocol.js';
 import { isTraceId, TRACE_LENGTH_MAX } from '../transport/rpc-protocol.js';
+import { AdminApi } from './admin.js';
 import type { CallOptions, ClientCore, ClientStream, Route, Target } from './core.js';
 import { CounterHandle } from './counters.js';
 import { embeddedFactory, type InProcOptions } from './embedded-hook.js';
@@ -177,6 +178,8 @@ export class DkvClient implements ClientCore {
   private mapFetch: Promise<Routes> | undefined;
   private lastMapFetchAt = Number.NEGATIVE_INFINITY;
   private closed = false;
+  /** Where the metadata group's leader was last found (control-plane calls go there first). */
+  private metaLeader: string | undefined;
   /** The n of the last default request id (`<clientId>-<n>`). */
   private requestSeq = 0;
 
@@ -332,6 +335,61 @@ export class DkvClient implements ClientCore {
 
   /** lock acquires locks with fencing tokens. */
   readonly lock: LockApi = new LockApi(this);
+
+  /** admin manages stores and members (the control plane). */
+  readonly admin: AdminApi = new AdminApi(this);
+
+  /**
+   * controlPlane runs one control-plane action (the `admin` op) on the metadata group's
+   * leader: it goes where the last NOT_LEADER answer pointed, else to the servers in order,
+   * until `timeoutMs` runs out. `client.admin` wraps it.
+   */
+  async controlPlane(
+    action: string,
+    args: Record<string, unknown>,
+    opts: CallOptions = {},
+  ): Promise<unknown> {
+    const requestId = this.requestIdOf(opts);
+    const deadline = performance.now() + (opts.timeoutMs ?? this.requestTimeoutMs);
+    let lastError: DkvError | undefined;
+    let pauses = 0;
+    try {
+      while (performance.now() < deadline) {
+        const order = [...(this.metaLeader ? [this.metaLeader] : []), ...this.serverList()];
+        for (const address of order) {
+          if (this.closed) throw new DkvError(ErrorCode.Cancelled, 'client closed');
+          opts.signal?.throwIfAborted();
+          const remaining = deadline - performance.now();
+          if (remaining <= 0) break;
+          try {
+            const conn = await this.endpoints.connection(address);
+            const out = await conn.call(
+              'admin',
+              { ...args, action },
+              { timeoutMs: remaining, trace: requestId },
+            );
+            this.metaLeader = address;
+            return out;
+          } catch (err) {
+            const e = toDkvError(err);
+            if (!isRetryable(e.code)) throw e;
+            lastError = e;
+            const hint = (e.details as { address?: unknown } | undefined)?.address;
+            if (e.code === ErrorCode.NotLeader && typeof hint === 'string' && hint !== address) {
+              this.metaLeader = hint;
+              break; // go to the leader at once
+            }
+            if (address === this.metaLeader) this.metaLeader = undefined;
+          }
+        }
+        const ms = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** pauses++);
+        await sleep(Math.max(0, Math.min(ms, deadline - performance.now())));
+      }
+      throw lastError ?? new DkvError(ErrorCode.Unavailable, `no server completed ${action} in time`);
+    } catch (err) {
+      throw withRequestId(err, requestId);
+    }
+  }
 
   /** status returns the cluster's members and groups as the first server that answers sees them. */
   async status(): Promise<ClusterStatus> {

@@ -195,6 +195,31 @@ describe('stores through the metadata group', () => {
   }, 120_000);
 });
 
+describe('the client library admin API', () => {
+  it('creates, lists, describes and deletes a store, redirected to the metadata leader from any member', async () => {
+    const c = await client('default', [addr(3), addr(2), addr(1)]);
+    const created = await c.admin.createStore('pets', {
+      partitions: 2,
+      replicas: 3,
+      indexes: [{ name: 'kind', kind: 'eq', field: 'kind' }],
+    });
+    expect(created).toMatchObject({ name: 'pets', partitions: 2, replicas: 3, ready: true });
+    expect(created.groups).toHaveLength(2);
+    await expect(c.admin.createStore('pets')).rejects.toMatchObject({ code: ErrorCode.AlreadyExists });
+    expect((await c.admin.listStores()).map((s) => s.name)).toContain('pets');
+    expect((await c.admin.describeStore('pets')).indexes).toEqual([
+      { name: 'kind', kind: 'eq', field: 'kind' },
+    ]);
+    const pets = await client('pets', [addr(1), addr(2), addr(3)]);
+    await pets.put('rex', { kind: 'dog' });
+    expect((await pets.query({ index: 'kind', eq: 'dog' })).map((i) => i.key)).toEqual(['rex']);
+    expect(await c.admin.pendingMoves()).toBe(0);
+    await c.admin.deleteStore('pets');
+    await expect(c.admin.describeStore('pets')).rejects.toMatchObject({ code: ErrorCode.StoreNotFound });
+    await expect(c.admin.removeMember(99)).rejects.toMatchObject({ code: ErrorCode.NotFound });
+  }, 60_000);
+});
+
 /** leaderSpread is max - min of leaderships per active member, over every group. */
 function leaderSpread(s: ClusterStatus): number {
   const count = new Map<number, number>();
