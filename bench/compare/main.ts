@@ -53,6 +53,7 @@ const NOTES = [
   'lock: DKV client.lock.acquire(name, {ttlMs: 10000}) then release(): a new lease per acquire (grant, lock.acquire queued FIFO by the server, lock.release, revoke). etcd: the lowest-revision mutex recipe (Go concurrency.Mutex) with a new 10 s lease per acquire (grant with keep-alive, txn put <name>/<lease>, wait for the deletion of the key created just before, release = revoke). Not on redis.',
   'watch: C is the number of watchers of one key (DKV client.watch, a server stream each; etcd3 watchers, multiplexed on one gRPC stream); one writer puts in a closed loop and an operation ends when every watcher has delivered the put: ops/s × C events/s.',
   'An operation counts when it ends inside the measured window; latencies are nearest-rank percentiles of those operations.',
+  "CPU: the servers' user+system seconds per second (from /proc, summed over their processes) + the load generator's own (it shares the machine: every core it uses is one the servers do not get).",
 ];
 
 /** CompareIo is where a run's lines go. */
@@ -181,7 +182,9 @@ export async function runCompare(opts: CompareOptions, io: CompareIo = stdio): P
 
 /** printSummary prints the summary table and, with etcd in the run, the goals. */
 export function printSummary(report: CompareReport, io: CompareIo = stdio): void {
-  io.out('\nsummary (ops/s; latency ms; cpu = server CPU seconds per second)\n');
+  io.out(
+    '\nsummary (ops/s; latency ms; cpu = CPU seconds per second of the servers (summed) + of the load generator)\n',
+  );
   io.out(summaryMarkdown(report));
   const goals = goalsOf(report);
   if (goals.length > 0) {

@@ -25,6 +25,7 @@ import {
   type CompareReport,
   escapeHtml,
   fmt,
+  fmtRatio,
   goalsMarkdown,
   goalsOf,
   logTicks,
@@ -359,6 +360,12 @@ describe('the report', () => {
     expect(fmt(12.345)).toBe('12.3');
     expect(fmt(0.1234)).toBe('0.123');
     expect(fmt(Number.NaN)).toBe('-');
+    expect([fmtRatio(209.44), fmtRatio(2.5), fmtRatio(0.0034), fmtRatio(undefined)]).toEqual([
+      '209.4×',
+      '2.50×',
+      '0.0034×',
+      '-',
+    ]);
     expect(logTicks(3, 450)).toEqual([2, 5, 10, 20, 50, 100, 200, 500]);
     expect(logTicks(0.05, 800)).toEqual([0.01, 0.1, 1, 10, 100, 1000]);
   });
@@ -367,13 +374,13 @@ describe('the report', () => {
     const md = summaryMarkdown(fakeReport());
     const lines = md.split('\n');
     expect(lines[0]).toBe(
-      '| workload | C | dkv ops/s | etcd ops/s | redis ops/s | dkv/etcd | dkv p50 / p99 / p99.9 ms | etcd p50 / p99 / p99.9 ms | redis p50 / p99 / p99.9 ms | dkv cpu | etcd cpu | redis cpu | errors |',
+      '| workload | C | dkv ops/s | etcd ops/s | redis ops/s | dkv/etcd | dkv p50 / p99 / p99.9 ms | etcd p50 / p99 / p99.9 ms | redis p50 / p99 / p99.9 ms | dkv cpu srv + gen | etcd cpu srv + gen | redis cpu srv + gen | errors |',
     );
     expect(lines).toContain(
-      '| put | 64 | 8,000 | 3,200 | 100,000 | 2.50× | 2.50 / 10.0 / 15.0 | 5.00 / 20.0 / 30.0 | 0.050 / 0.200 / 0.300 | 1.20 | 1.20 | 1.20 | 0 |',
+      '| put | 64 | 8,000 | 3,200 | 100,000 | 2.50× | 2.50 / 10.0 / 15.0 | 5.00 / 20.0 / 30.0 | 0.050 / 0.200 / 0.300 | 1.20 + 0.500 | 1.20 + 0.500 | 1.20 + 0.500 | 0 |',
     );
     expect(lines).toContain(
-      '| get | 64 | 20,000 | 4,000 | - | 5.00× | 1.25 / 5.00 / 7.50 | 10.0 / 40.0 / 60.0 | - | 1.20 | 1.20 | - | 0 |',
+      '| get | 64 | 20,000 | 4,000 | - | 5.00× | 1.25 / 5.00 / 7.50 | 10.0 / 40.0 / 60.0 | - | 1.20 + 0.500 | 1.20 + 0.500 | - | 0 |',
     );
   });
 
@@ -386,6 +393,12 @@ describe('the report', () => {
     expect(by('lock-100 p99 at C=64 (ms)')).toMatchObject({ dkv: 600, etcd: 500, ratio: 1.2, met: false });
     expect(by('put p99 at C=64 (ms)')).toMatchObject({ ratio: 0.5, met: true });
     expect(by('counter +1 on 100 keys ops/s at C=64').met).toBeUndefined();
+    // A p99 goal for every workload both systems ran at C=64.
+    expect(goals.filter((g) => g.goal.includes('p99')).map((g) => g.goal)).toEqual([
+      'put p99 at C=64 (ms)',
+      'get p99 at C=64 (ms)',
+      'lock-100 p99 at C=64 (ms)',
+    ]);
     expect(goalsMarkdown(goals)).toMatch(
       /\| put ops\/s at C=64 \| 8,000 \| 3,200 \| 2\.50× \| ≥ 2× \| met \|/,
     );
