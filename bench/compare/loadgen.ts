@@ -101,7 +101,7 @@ export function parseProcStat(line: string): ProcTimes | undefined {
 
 let clockTicksPerSec: number | undefined;
 
-/** CLOCK_TICKS is the kernel's clock ticks per second (getconf CLK_TCK; 100 when unknown). */
+/** clockTicksPerSecond is the kernel's clock ticks per second (getconf CLK_TCK; 100 when unknown). */
 export function clockTicksPerSecond(): number {
   if (clockTicksPerSec === undefined) {
     try {

@@ -293,7 +293,7 @@ export class ServerProcess {
     return new ServerProcess(name, child, pid, tail, exited);
   }
 
-  /** describeExit explains why the server is not running, with its last output lines. */
+  /** describe names the server, whether it ended, and its last output lines. */
   describe(lines = 8): string {
     return `${this.name} (pid ${this.pid})${this.ended ? ' ended' : ''}; last output: ${this.outputTail.slice(-lines).join(' | ') || 'none'}`;
   }
