@@ -27,6 +27,15 @@
  * wait and paces keep-alives, so a wall-clock jump neither ends a lease early, nor expires
  * every waiter at once, nor stalls them.
  *
+ * Control plane (metadata.ts, status.ts): the node reads the cluster's layout from its own
+ * metadata replica (`reloadMeta`) and reconciles its replicas with it between Readies
+ * (`maintain`: create the replicas the targets name, delete the ones moved away or of a deleted
+ * store). Every CONTROL_EVERY_MS the control loop moves the membership of each group this node
+ * leads one step toward its target (`confSteps`), configures the store's indexes
+ * (`indexSteps`), spreads leaders (`balanceLeaders`), and on the metadata leader runs
+ * placement (`place`). Admin actions (`admin` op) run on the metadata leader, one at a time,
+ * each one epoch-compared transaction. `status` merges every member's `nodeStatus`.
+ *
  * Test hooks (test-hooks.ts; only `dkv node` sets them, from DKV_TEST_HOOKS): a SkewedClock,
  * and planted bugs: `stale-read` here (any replica answers linearizable reads locally),
  * `no-fsync` in NodeStorage, and the others in the state machine config.
