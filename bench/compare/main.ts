@@ -10,7 +10,8 @@
  * per point), stop and clean up. Missing servers are found before anything starts: the run
  * stops with what to install, or installs them with apt-get under --install. Then the summary
  * table and the goals (DKV/etcd ratios) are printed, and `<date>-compare.json` and
- * `<date>-compare.html` are written to bench/results (or --out).
+ * `<date>-compare.html` are written to bench/results (or --out); a `--quick` run adds
+ * `-quick` to the name and a DKV-only run `-dkv`, so neither overwrites a full run's files.
  */
 import { mkdirSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
@@ -217,7 +218,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     printSummary(report);
     const dir = resolve(opts.outDir ?? RESULTS_DIR);
     mkdirSync(dir, { recursive: true });
-    const files = writeReport(report, dir, `${report.date.slice(0, 10)}-compare`);
+    // A quick or DKV-only run never overwrites the day's full side-by-side results.
+    const suffix = `${opts.quick ? '-quick' : ''}${opts.systems.length === 1 ? '-dkv' : ''}`;
+    const files = writeReport(report, dir, `${report.date.slice(0, 10)}-compare${suffix}`);
     stdio.out(`\nwrote ${files.json}\nwrote ${files.html}`);
     return 0;
   } catch (err) {
