@@ -100,10 +100,16 @@ export class InProcCluster {
     await node?.stop({ transferLeadership: graceful });
   }
 
-  /** leaderOf is the node id leading `group`, as a live node sees it (0: none). */
+  /**
+   * leaderOf is the node id leading `group`, as the live nodes see it (0: none). The leader's
+   * own view wins; else the first live node that knows one (a node may not know the leader
+   * for a moment while leadership moves).
+   */
   leaderOf(group: number): number {
-    const live = this.nodes.find((n) => n !== undefined);
-    return live?.status().groups.find((g) => g.id === group)?.leader ?? 0;
+    const views = this.nodes
+      .filter((n): n is DkvNode => n !== undefined)
+      .map((n) => ({ id: n.id, leader: n.status().groups.find((g) => g.id === group)?.leader ?? 0 }));
+    return views.find((v) => v.leader === v.id)?.leader ?? views.find((v) => v.leader > 0)?.leader ?? 0;
   }
 
   /** waitLeaders waits until every group has a leader among the live nodes. */

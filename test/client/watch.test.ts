@@ -288,9 +288,12 @@ describe('watch across killed leaders', () => {
     cluster = await InProcCluster.start({ partitions: 3 });
     const cl = cluster;
     // Let leader balancing settle (one partition group per node), so leaderships stay put.
-    await until(() => new Set([1, 2, 3].map((g) => cl.leaderOf(g))).size === 3, 10_000).catch(
-      () => undefined,
-    );
+    await until(() => {
+      const leaders = [1, 2, 3].map((g) => cl.leaderOf(g));
+      return !leaders.includes(0) && new Set(leaders).size === 3;
+    }, 10_000).catch(() => undefined);
+    // A leadership may be moving at this instant (leader 0 for a moment): wait for one.
+    await until(() => cl.leaderOf(1) > 0, 10_000);
     // The watcher puts a group leader first in its servers order: that node serves the
     // watch streams, and it is the first one stopped (non-gracefully).
     const first = cl.leaderOf(1);
