@@ -386,7 +386,8 @@ describe('lease signal when the cluster goes away', () => {
   it('keep-alive follows a leader change: the lease and its key survive the leader', async () => {
     cluster = await InProcCluster.start({ partitions: 1 });
     const c = await cluster.client({ requestTimeoutMs: 4000 });
-    const lease = await c.lease.grant(3000, { group: 1 });
+    // 5 s: more than an election (1-2 s) and the client's retries even on a loaded machine.
+    const lease = await c.lease.grant(5000, { group: 1 });
     await putLeased(c, 'survivor', 'v', lease.id);
     await sleep(800);
     const leader = cluster.leaderOf(1);
@@ -396,11 +397,11 @@ describe('lease signal when the cluster goes away', () => {
     await cluster.stopNode(leader); // not graceful: the stream's connection drops
     await until('a renewal through the new leader', () => lease.renewals > renewalsBefore, 10_000);
     const resumedAfter = Date.now() - stoppedAt;
-    await sleep(3500); // longer than the TTL
+    await sleep(5500); // longer than the TTL
     expect((await c.get('survivor'))?.value).toBe('v');
     expect((await c.lease.timeToLive(lease.id)).keys).toEqual(['survivor']);
     console.log(
-      `leader loss: keep-alive resumed ${resumedAfter} ms after the leader stopped (ttl 3000 ms); signal ${
+      `leader loss: keep-alive resumed ${resumedAfter} ms after the leader stopped (ttl 5000 ms); signal ${
         lease.signal.aborted ? 'fired (at risk)' : 'did not fire'
       }`,
     );
