@@ -11,20 +11,10 @@
 import type { Command } from 'commander';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import type { ClusterStatus } from '../transport/protocol.js';
-import { RpcClient } from '../transport/rpc-client.js';
-import { fetchStatus, globals, intOption, serversOf, table, toJson } from './data-commands.js';
+import { callServer, fetchStatus, globals, intOption, serversOf, table, toJson } from './data-commands.js';
 
 function write(text: string): void {
   process.stdout.write(`${text}\n`);
-}
-
-function parseAddress(s: string): { host: string; port: number } {
-  const i = s.lastIndexOf(':');
-  const port = Number(s.slice(i + 1));
-  if (i <= 0 || !Number.isSafeInteger(port) || port < 1 || port > 65535) {
-    throw new DkvError(ErrorCode.InvalidArgument, `bad address ${JSON.stringify(s)}: want host:port`);
-  }
-  return { host: s.slice(0, i), port };
 }
 
 /** REDIRECTS_MAX bounds how many NOT_LEADER hops one admin call follows. */
@@ -42,32 +32,17 @@ export async function adminCall(
 ): Promise<unknown> {
   const deadline = performance.now() + timeoutMs;
   const queue = [...servers];
-  const tried = new Set<string>();
   let last: unknown;
-  let hops = 0;
-  while (queue.length > 0 && hops <= REDIRECTS_MAX + servers.length) {
+  for (let hops = 0; queue.length > 0 && hops <= REDIRECTS_MAX + servers.length; hops++) {
     const s = queue.shift()!;
-    hops++;
-    const remaining = deadline - performance.now();
-    if (remaining <= 0) break;
-    let c: RpcClient | undefined;
+    if (performance.now() >= deadline) break;
     try {
-      c = await RpcClient.connect({
-        ...parseAddress(s),
-        frameBytesMax: 16 << 20,
-        connectTimeoutMs: Math.max(1, Math.min(remaining, 2000)),
-      });
-      return await c.call(
-        'admin',
-        { action, ...args },
-        { timeoutMs: Math.max(1, deadline - performance.now()) },
-      );
+      return await callServer(s, 'admin', { action, ...args }, deadline);
     } catch (err) {
       last = err;
       if (isDkvError(err) && err.code === ErrorCode.NotLeader) {
         const address = (err.details as { address?: unknown } | undefined)?.address;
-        if (typeof address === 'string' && !tried.has(`${address}#${hops}`)) {
-          tried.add(`${address}#${hops}`);
+        if (typeof address === 'string') {
           queue.unshift(address);
         } else {
           // No leader known yet: wait a moment and ask again.
@@ -77,8 +52,6 @@ export async function adminCall(
         continue;
       }
       if (isDkvError(err) && err.code !== ErrorCode.Unavailable && err.code !== ErrorCode.Timeout) throw err;
-    } finally {
-      await c?.close();
     }
   }
   if (isDkvError(last)) throw last;

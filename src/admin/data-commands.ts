@@ -99,6 +99,30 @@ function printValue(value: unknown): void {
 }
 
 /**
+ * callServer makes one request to one server on a connection of its own, within `deadline`
+ * (performance.now() ms); the connection is closed afterwards.
+ */
+export async function callServer(
+  address: string,
+  op: string,
+  args: unknown,
+  deadline: number,
+): Promise<unknown> {
+  const remaining = deadline - performance.now();
+  if (remaining <= 0) throw new DkvError(ErrorCode.Timeout, `no time left to ask ${address}`);
+  const c = await RpcClient.connect({
+    ...parseAddress(address),
+    frameBytesMax: 16 << 20,
+    connectTimeoutMs: Math.max(1, Math.min(remaining, 2000)),
+  });
+  try {
+    return await c.call(op, args, { timeoutMs: Math.max(1, deadline - performance.now()) });
+  } finally {
+    await c.close();
+  }
+}
+
+/**
  * fetchStatus asks the servers, in order, for the cluster status (the first that answers).
  * It does not need any store to exist, unlike DkvClient.connect.
  */
@@ -106,24 +130,11 @@ export async function fetchStatus(servers: readonly string[], timeoutMs: number)
   const deadline = performance.now() + timeoutMs;
   let last: unknown;
   for (const s of servers) {
-    const remaining = deadline - performance.now();
-    if (remaining <= 0) break;
-    let c: RpcClient | undefined;
+    if (performance.now() >= deadline) break;
     try {
-      c = await RpcClient.connect({
-        ...parseAddress(s),
-        frameBytesMax: 16 << 20,
-        connectTimeoutMs: Math.max(1, Math.min(remaining, 2000)),
-      });
-      return (await c.call(
-        'status',
-        {},
-        { timeoutMs: Math.max(1, deadline - performance.now()) },
-      )) as ClusterStatus;
+      return (await callServer(s, 'status', {}, deadline)) as ClusterStatus;
     } catch (err) {
       last = err;
-    } finally {
-      await c?.close();
     }
   }
   if (isDkvError(last)) throw last;
