@@ -17,6 +17,7 @@
  * never overwrites a full one). A section that fails is reported and the others still run;
  * the exit code is then 1. SIGINT or SIGTERM kills every node and removes the temp dirs.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -48,6 +49,24 @@ const stdio: ScaleIo = {
 
 function messageOf(err: unknown): string {
   return `${isDkvError(err) ? `${err.code}: ` : ''}${err instanceof Error ? err.message : String(err)}`;
+}
+
+/** sourceOf names the code a run measures: the commit, and the files under src/ changed since (a working tree in progress). */
+export function sourceOf(): ScaleReport['source'] {
+  const git = (args: string[]): string => {
+    try {
+      return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      return '';
+    }
+  };
+  return {
+    commit: git(['rev-parse', '--short', 'HEAD']).trim() || 'unknown',
+    changedSrcFiles: git(['status', '--porcelain', '--', 'src'])
+      .split('\n')
+      .filter((l) => l.trim().length > 0)
+      .map((l) => l.slice(3)),
+  };
 }
 
 /** runSection runs one section, storing its figures in the report, or its failure in report.errors. */
@@ -105,11 +124,15 @@ export async function runScale(plan: ScalePlan, io: ScaleIo = stdio): Promise<Sc
       kernel: release(),
       node: process.version,
     },
+    source: sourceOf(),
     plan,
     errors: {},
     elapsedS: 0,
   };
-  io.err(`scale: sections ${plan.sections.join(', ')}${plan.quick ? ' (quick)' : ''}`);
+  const changed = report.source.changedSrcFiles;
+  io.err(
+    `scale: sections ${plan.sections.join(', ')}${plan.quick ? ' (quick)' : ''}; code at ${report.source.commit}${changed.length > 0 ? ` with ${changed.length} changed file(s) under src/: ${changed.join(', ')}` : ''}`,
+  );
   for (const s of plan.sections) await runSection(report, s, plan, io.err);
   report.elapsedS = Math.round((performance.now() - t0) / 100) / 10;
   return report;

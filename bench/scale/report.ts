@@ -32,6 +32,8 @@ export interface ScaleReport {
   readonly date: string;
   /** The machine, as the side-by-side report describes it. */
   readonly machine: CompareReport['machine'];
+  /** The code measured: its git commit, and the files under src/ that differed from it. */
+  readonly source: { readonly commit: string; readonly changedSrcFiles: readonly string[] };
   readonly plan: ScalePlan;
   groups?: GroupsRow[];
   keys?: KeysRow[];

@@ -166,6 +166,8 @@ describe('a real --quick run', () => {
     expect(report.kind).toBe('dkv-scale');
     expect(report.errors).toEqual({});
     expect(report.plan.quick).toBe(true);
+    expect(report.source.commit).toMatch(/^[0-9a-f]{4,}$|^unknown$/);
+    expect(Array.isArray(report.source.changedSrcFiles)).toBe(true);
     expectPositive(report.elapsedS, 'elapsedS');
 
     expect(report.groups?.map((r) => r.partitions)).toEqual([1, 8]);
