@@ -50,6 +50,8 @@ import {
   ConfChangeType,
   type ConfState,
   EMPTY_CONF_STATE,
+  type Message,
+  MessageType,
   type Ready,
 } from '../raft/index.js';
 import { SeededRandom } from '../random.js';
@@ -484,6 +486,7 @@ export class DkvNode {
         for (const g of this.groups.values()) if (g.raw.hasReady()) work.push([g, g.raw.ready()]);
         if (work.length === 0) break;
         const items: PersistItem[] = work.map(([g, rd]) => ({ storage: g.storage, ready: rd }));
+        const late = this.sendAppendsEarly(work);
         const t0 = this.clock.monotonicMs();
         const stats = await this.storage.commit(items);
         this.observe(() =>
@@ -497,7 +500,10 @@ export class DkvNode {
         );
         if (this.stopped) return;
         if (this.transport) {
-          for (const [g, rd] of work) for (const m of rd.messages) this.transport.send(m.to, { g: g.id, m });
+          for (let i = 0; i < work.length; i++) {
+            const gid = work[i]![0].id;
+            for (const m of late[i]!) this.transport.send(m.to, { g: gid, m });
+          }
           this.transport.flush();
         }
         for (const [g, rd] of work) this.applyReady(g, rd);
@@ -522,6 +528,37 @@ export class DkvNode {
       this.running = false;
     }
     if (this.again) this.schedule();
+  }
+
+  /**
+   * sendAppendsEarly sends a leader's appends before its own write is durable, so followers
+   * persist in parallel with it (one fsync off the commit path; etcd's leader does the same).
+   * It is safe because the leader's own copy, which Raft counts toward the commit quorum at
+   * once, only becomes observable in a later round: rounds never overlap, so no entry is
+   * applied and no commit index covering it leaves this node before this round's write
+   * returns. An append leaves early only when the commit index it carries covers nothing
+   * beyond what is already durable here (a group with one voter commits its leader's entries
+   * at once: those appends wait). Every other message (acknowledgements, votes) waits for
+   * the sync. Returns, per Ready, the messages still to send.
+   */
+  private sendAppendsEarly(work: readonly [GroupReplica, Ready][]): Message[][] {
+    const late: Message[][] = [];
+    let sent = false;
+    for (const [g, rd] of work) {
+      const rest: Message[] = [];
+      const durable = g.storage.lastIndex();
+      for (const m of rd.messages) {
+        if (this.transport && m.type === MessageType.App && m.commit <= durable) {
+          this.transport.send(m.to, { g: g.id, m });
+          sent = true;
+        } else {
+          rest.push(m);
+        }
+      }
+      late.push(rest);
+    }
+    if (sent) this.transport?.flush();
+    return late;
   }
 
   private applyReady(g: GroupReplica, rd: Ready): void {

@@ -177,7 +177,11 @@ export interface SoftState {
  *    acknowledges anything before it has broken Raft's safety.
  * 2. Send `messages`. Their content depends on step 1 having been persisted (a vote, an
  *    append acknowledgement, and the leader's own copy, which it counts toward the commit
- *    quorum at once), so none may leave before the sync returns.
+ *    quorum at once), so none may leave before the sync returns, with one exception: a
+ *    leader's append (App) whose `commit` covers only entries already durable may leave
+ *    before it, provided the driver handles Readies one at a time (nothing of the next Ready,
+ *    where a commit counting the leader's unsynced copy can first appear, is applied or sent
+ *    before this sync returns). That takes the leader's fsync off the commit path.
  * 3. Apply `snapshot` (if set) to the state machine, then apply `committedEntries` in order.
  *    Membership entries are applied by calling `applyConfChange` on the core.
  * 4. Hand `readStates` to waiting readers: each read may be served once the applied index

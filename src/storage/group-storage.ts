@@ -725,8 +725,10 @@ export class GroupStorage implements Storage {
       steps.push(() => {
         // By value, not by position: a compaction may have dropped runs from the head
         // between staging and this commit.
-        this.runs = this.runs.filter((r) => r.start < first).concat(newRuns);
-        this.blocks = this.blocks.filter((b) => b < first);
+        // Both are sorted: drop from the end (usually nothing), not by a scan of every block.
+        while (this.runs.length > 0 && this.runs[this.runs.length - 1]!.start >= first) this.runs.pop();
+        for (const r of newRuns) this.runs.push(r);
+        while (this.blocks.length > 0 && this.blocks[this.blocks.length - 1]! >= first) this.blocks.pop();
         this.blocks.push(first);
         if (first <= this.last) this.logEpoch++;
         this.last = newLast;
