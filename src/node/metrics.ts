@@ -87,7 +87,14 @@ export class NodeMetrics implements NodeObserver {
   /** The last leader each group reported (0: none). */
   private readonly lastLeader = new Map<number, number>();
   /** The request label pairs in use (`op\0store`); at most REQUEST_LABEL_SETS_MAX. */
-  private readonly requestLabels = new Set<string>();
+  /**
+   * The labelled children of the request metrics, by `op\0store`: looked up once per label
+   * set, not hashed from a labels object on every request. Bounded by REQUEST_LABEL_SETS_MAX.
+   */
+  private readonly requestLabels = new Map<
+    string,
+    { readonly count: Counter.Internal; readonly seconds: Histogram.Internal<'op' | 'store'> }
+  >();
 
   private readonly requests: Counter<'op' | 'store'>;
   private readonly requestSeconds: Histogram<'op' | 'store'>;
@@ -322,16 +329,23 @@ export class NodeMetrics implements NodeObserver {
   request(r: RequestOutcome): void {
     let op = r.kind !== '' ? r.kind : r.op;
     let store = r.store;
-    const key = `${op}\u0000${store}`;
-    if (!this.requestLabels.has(key)) {
+    let key = `${op}\u0000${store}`;
+    let child = this.requestLabels.get(key);
+    if (child === undefined) {
       if (this.requestLabels.size >= REQUEST_LABEL_SETS_MAX) {
         op = OTHER_LABEL;
         store = OTHER_LABEL;
-      } else this.requestLabels.add(key);
+        key = `${op}\u0000${store}`;
+        child = this.requestLabels.get(key);
+      }
+      if (child === undefined) {
+        const labels = { op, store };
+        child = { count: this.requests.labels(labels), seconds: this.requestSeconds.labels(labels) };
+        this.requestLabels.set(key, child);
+      }
     }
-    const labels = { op, store };
-    this.requests.inc(labels);
-    if (Number.isFinite(r.ms) && r.ms >= 0) this.requestSeconds.observe(labels, r.ms / 1000);
+    child.count.inc();
+    if (Number.isFinite(r.ms) && r.ms >= 0) child.seconds.observe(r.ms / 1000);
     if (r.code !== undefined) this.requestErrors.inc({ op, store, code: r.code.slice(0, 64) });
   }
 
