@@ -11,9 +11,10 @@
  *   stops starting requests on that connection (frames already decoded wait, at most one
  *   chunk's worth) and stops reading it, until 'drain'. Unsent unary answers are therefore
  *   bounded by about inFlightMax answers, however many requests the client pipelines.
- * - Stream sinks report that state too (`push` returns false), so a stream's owner can cut a
- *   slow consumer off; a stream that keeps pushing while the connection's unsent output
- *   exceeds `outBytesMax` is failed with SLOW_CONSUMER (the connection stays).
+ * - Stream sinks report backpressure too (`push` returns false once the connection's unsent
+ *   output reaches STREAM_PAUSE_BYTES), so a stream's owner can hold back or cut a slow
+ *   consumer off; a stream that keeps pushing while the connection's unsent output exceeds
+ *   `outBytesMax` is failed with SLOW_CONSUMER (the connection stays).
  * - At most `connectionsMax` connections; more are closed on accept.
  * - A frame is at most `frameBytesMax`, both ways: an answer too large to send becomes a
  *   TOO_LARGE error instead.
@@ -41,6 +42,9 @@ import {
   type SocketFactory,
   tcpSockets,
 } from './sockets.js';
+
+/** Unsent output on a connection at which stream pushes report backpressure (1 MiB). */
+const STREAM_PAUSE_BYTES = 1 << 20;
 
 /** OpKind says how an op answers: once, or with a stream of items. */
 export type OpKind = 'unary' | 'stream';
@@ -486,7 +490,10 @@ export class RpcServer {
       return false;
     }
     this.write(conn, frame);
-    return !conn.closed && !conn.socket.writableNeedDrain;
+    // Not the socket's own high-water mark (16 KiB): answers and items of one tick are corked
+    // together, so one event fanned out to a few dozen watchers passes it without any client
+    // being slow, and a stream told to wait would deliver late for nothing.
+    return !conn.closed && conn.socket.writableLength < Math.min(STREAM_PAUSE_BYTES, this.outBytesMax);
   }
 
   /** finishStream ends a stream (err undefined) or fails it, and releases its slot. */
