@@ -271,7 +271,7 @@ export class Lease {
   private riskTimer: ReturnType<typeof setTimeout> | undefined;
   private stream: ClientStream | undefined;
   private loop: Promise<void> | undefined;
-  private revoking: Promise<void> | undefined;
+  private revoking: Promise<boolean> | undefined;
   private stateNow: LeaseState = 'active';
   private renewalCount = 0;
 
@@ -348,15 +348,30 @@ export class Lease {
    * keep-alives have stopped, so the lease ends within its TTL anyway).
    */
   revoke(opts: CallOptions = {}): Promise<void> {
+    return this.revokeWith(undefined, opts).then(() => undefined);
+  }
+
+  /**
+   * revokeReleasing revokes the lease and, in the same entry, releases lock `name` held
+   * through it: true when `token` still held the lock (a lease already gone held nothing).
+   * For Lock.release. Internal.
+   */
+  revokeReleasing(lock: { name: string; token: number }, opts: CallOptions = {}): Promise<boolean> {
+    return this.revokeWith(lock, opts);
+  }
+
+  private revokeWith(lock: { name: string; token: number } | undefined, opts: CallOptions): Promise<boolean> {
     if (this.revoking) return this.revoking;
-    const run = async (): Promise<void> => {
+    const run = async (): Promise<boolean> => {
       this.stopKeepAlive();
+      let released = false;
       try {
-        await this.core.mutate(
+        const r = await this.core.mutate(
           { group: this.group },
-          { op: 'lease.revoke', id: this.wireId },
+          { op: 'lease.revoke', id: this.wireId, ...(lock !== undefined && { lock }) },
           callOpts(opts),
         );
+        released = (r as { released?: unknown } | null)?.released === true;
       } catch (err) {
         if (!isDkvError(err, ErrorCode.LeaseNotFound)) {
           this.revoking = undefined;
@@ -368,6 +383,7 @@ export class Lease {
         }
       }
       this.end('revoked', new DkvError(ErrorCode.Cancelled, `lease ${this.id} was revoked`));
+      return released;
     };
     this.revoking = run();
     return this.revoking;

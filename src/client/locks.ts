@@ -101,12 +101,10 @@ export class Lock {
   readonly lease: Lease;
   /** fence is what to pass to fenced mutations: `put(k, v, { fence: lock.fence })`. */
   readonly fence: Fence;
-  private readonly core: ClientCore;
   private releasing: Promise<void> | undefined;
 
   /** Use LockApi.acquire. */
-  constructor(core: ClientCore, name: string, token: number, lease: Lease) {
-    this.core = core;
+  constructor(name: string, token: number, lease: Lease) {
     this.name = name;
     this.token = token;
     this.lease = lease;
@@ -136,25 +134,19 @@ export class Lock {
     return { name: this.name, token: this.token, lease: this.lease.id, validUntil: this.validUntil };
   }
 
+  /**
+   * One entry: the lease is revoked and, with it, the lock released (lease.revoke with the
+   * lock named, which also says whether this token still held it). On a failure the
+   * keep-alives have stopped all the same: the lease, and the lock, end within its TTL.
+   */
   private async releaseOnce(opts: CallOptions): Promise<void> {
-    let failure: unknown;
-    try {
-      await this.core.mutate(
-        { key: this.name },
-        { op: 'lock.release', name: this.name, token: this.token },
-        callOpts(opts),
+    const released = await this.lease.revokeReleasing({ name: this.name, token: this.token }, callOpts(opts));
+    if (!released) {
+      throw new DkvError(
+        ErrorCode.NotOwner,
+        `token ${this.token} no longer held lock ${JSON.stringify(this.name)} (its lease had ended or the lock was taken over); the lease is revoked`,
       );
-    } catch (err) {
-      failure = err;
     }
-    try {
-      await this.lease.revoke(callOpts(opts));
-    } catch (err) {
-      // The keep-alives have stopped: the lease (and the lock, if the release failed) ends
-      // within its TTL.
-      failure ??= err;
-    }
-    if (failure !== undefined) throw failure;
   }
 }
 
@@ -197,8 +189,7 @@ export class LockApi {
         // Its own session: a long wait must not hold back the client's other requests (core.ts).
         { timeoutMs, ownSession: true, ...(opts.signal !== undefined && { signal: opts.signal }) },
       )) as { acquired?: unknown; token?: unknown };
-      if (r?.acquired === true && typeof r.token === 'number')
-        return new Lock(this.core, name, r.token, lease);
+      if (r?.acquired === true && typeof r.token === 'number') return new Lock(name, r.token, lease);
       throw new DkvError(
         ErrorCode.Timeout,
         waitMs === 0

@@ -842,6 +842,11 @@ export class LockTable {
     );
   }
 
+  /** holderToken is the token lock `name` is held with now (undefined: free). */
+  holderToken(name: string): number | undefined {
+    return this.locks.get(name)?.holder?.token;
+  }
+
   /** describe inspects one lock; a lock never used or forgotten shows no holder, no waiters, lastToken 0. */
   describe(name: string, now: number): LockInfo {
     const lock = this.locks.get(name);

@@ -59,7 +59,15 @@ export type Command =
   | { readonly op: 'tick' }
   | { readonly op: 'lease.grant'; readonly ttlMs: number }
   | { readonly op: 'lease.keepAlive'; readonly ids: readonly number[] }
-  | { readonly op: 'lease.revoke'; readonly id: number }
+  | {
+      readonly op: 'lease.revoke';
+      readonly id: number;
+      /**
+       * A lock held through the lease, released by the revoke: the answer says whether this
+       * token still held it (`{ released }`), so a lock's release is one entry, not two.
+       */
+      readonly lock?: { readonly name: string; readonly token: number };
+    }
   | { readonly op: 'lock.acquire'; readonly name: string; readonly lease: number; readonly waitMs?: number }
   | { readonly op: 'lock.release'; readonly name: string; readonly token: number }
   | {
@@ -292,10 +300,19 @@ export function validateCommand(v: unknown): Command {
       if (ids.length === 0) throw bad('lease.keepAlive: no lease ids');
       return { op: 'lease.keepAlive', ids };
     }
-    case 'lease.revoke':
-      onlyFields(v, ['op', 'id'], 'lease.revoke');
+    case 'lease.revoke': {
+      onlyFields(v, ['op', 'id', 'lock'], 'lease.revoke');
       if (!isPositive(v.id)) throw bad('lease.revoke: id must be a lease id');
-      return { op: 'lease.revoke', id: v.id };
+      const lock = optional(v, 'lock', (x) => {
+        if (typeof x !== 'object' || x === null || Array.isArray(x))
+          throw bad('lease.revoke: lock must be { name, token }');
+        const l = x as Record<string, unknown>;
+        onlyFields(l, ['name', 'token'], 'lease.revoke: lock');
+        if (!isPositive(l.token)) throw bad('lease.revoke: lock.token must be a positive integer');
+        return { name: checkName(l.name, 'lease.revoke: lock'), token: l.token };
+      });
+      return { op: 'lease.revoke', id: v.id, ...(lock !== undefined && { lock }) };
+    }
     case 'lock.acquire': {
       onlyFields(v, ['op', 'name', 'lease', 'waitMs'], 'lock.acquire');
       const name = checkName(v.name, 'lock.acquire');

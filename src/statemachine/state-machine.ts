@@ -369,8 +369,10 @@ export class GroupStateMachine implements SnapshotableStateMachine {
       case 'lease.keepAlive':
         return this.leaseLock.leases.keepAliveMany(cmd.ids, now);
       case 'lease.revoke': {
+        const lock = cmd.lock;
+        const held = lock !== undefined && this.leaseLock.locks.holderToken(lock.name) === lock.token;
         this.leasesEnded(this.leaseLock.revoke(cmd.id, index, now), fx);
-        return true;
+        return lock === undefined ? true : { released: held };
       }
       case 'lock.acquire': {
         const waiterId = waiterIdOf(client, seq, index);

@@ -197,6 +197,33 @@ describe('leases and locks with fencing', () => {
     expect(sm.count({ prefix: 'p/' })).toBe(2);
   });
 
+  it('lease.revoke naming a lock releases it in the same entry and says whether the token held it', () => {
+    const c = new Single();
+    const l1 = (c.ok({ op: 'lease.grant', ttlMs: 60_000 }) as { id: number }).id;
+    const l2 = (c.ok({ op: 'lease.grant', ttlMs: 60_000 }) as { id: number }).id;
+    const a = c.ok({ op: 'lock.acquire', name: 'L', lease: l1 }) as { token: number };
+    expect(c.ok({ op: 'lock.acquire', name: 'L', lease: l2 }, { client: 'b', seq: 1 })).toEqual({
+      acquired: false,
+      queued: true,
+    });
+    const out = c.do({ op: 'lease.revoke', id: l1, lock: { name: 'L', token: a.token } });
+    expect(out.result).toEqual({ ok: true, value: { released: true } });
+    // The waiter gets the lock in that same entry.
+    expect(out.notifications).toHaveLength(1);
+    expect(out.notifications[0]!.result).toMatchObject({ ok: true, value: { acquired: true, lease: l2 } });
+    // A token that no longer holds the lock: the lease is revoked all the same, released is false.
+    const l3 = (c.ok({ op: 'lease.grant', ttlMs: 60_000 }) as { id: number }).id;
+    expect(c.ok({ op: 'lease.revoke', id: l3, lock: { name: 'L', token: a.token } })).toEqual({
+      released: false,
+    });
+    expect(c.err({ op: 'lease.revoke', id: l3 })).toBe('LEASE_NOT_FOUND');
+    // A malformed lock is refused when the command is checked (before it is proposed).
+    expect(() => c.do({ op: 'lease.revoke', id: l2, lock: { name: 'L' } } as never)).toThrow(/lock.token/);
+    expect(() => c.do({ op: 'lease.revoke', id: l2, lock: { name: 'L', token: 1, x: 1 } } as never)).toThrow(
+      /x/,
+    );
+  });
+
   it('locks hand over FIFO on release and on lease expiry; a stale token releases nothing and is fenced off', () => {
     const c = new Single();
     const l1 = (c.ok({ op: 'lease.grant', ttlMs: 3000 }) as { id: number }).id;
