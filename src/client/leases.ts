@@ -588,8 +588,22 @@ export class Lease {
 export class LeaseApi {
   constructor(
     readonly core: ClientCore,
-    private readonly clock: Clock = systemClock,
+    readonly clock: Clock = systemClock,
   ) {}
+
+  /** checkGrant refuses a bad TTL or bad lease options before anything is granted. */
+  checkGrant(ttlMs: number, opts: LeaseOptions): void {
+    positiveInt('ttlMs', ttlMs);
+    leaseSettings(Math.max(ttlMs, 1000), opts);
+  }
+
+  /**
+   * adoptGranted is the handle of a lease granted by another entry (a lock try with its own
+   * lease), requested at monotonic time `sentAt`; kept alive unless keepAlive: false. Internal.
+   */
+  adoptGranted(group: number, wire: number, ttlMs: number, sentAt: number, opts: LeaseOptions): Lease {
+    return this.handle(group, wire, ttlMs, sentAt, opts);
+  }
 
   /**
    * grant asks for a lease of `ttlMs` (at least 1000 ms) in the group of `opts.key`, or
@@ -597,8 +611,7 @@ export class LeaseApi {
    * revoke() unless `keepAlive: false`.
    */
   async grant(ttlMs: number, opts: GrantOptions = {}): Promise<Lease> {
-    positiveInt('ttlMs', ttlMs);
-    leaseSettings(Math.max(ttlMs, 1000), opts); // refuse bad options before anything is granted
+    this.checkGrant(ttlMs, opts);
     if (opts.key !== undefined && opts.group !== undefined)
       throw new DkvError(ErrorCode.InvalidArgument, 'grant takes key or group, not both');
     const group = await this.pickGroup(opts);

@@ -2,7 +2,11 @@
  * Locks with fencing (CONTRACT.md `client.lock.acquire(name, { ttlMs, waitMs })`; DESIGN.md
  * "Locks and fencing").
  *
- * A lock named N lives in the group of key N. Acquiring it:
+ * A lock named N lives in the group of key N. Acquiring it first tries, in one entry,
+ * `lock.acquire {name, ttlMs, waitMs: 0}`: the server grants the lock's lease and the lock
+ * together when the lock is free (and leaves no lease behind when it is not). That is the
+ * whole acquire for a free lock. Otherwise (and for a lock found taken in the last
+ * CONTENDED_MS, whose acquires skip the try):
  * 1. grants a lease of `ttlMs` in that group (LeaseApi.grant with `key: N`) and keeps it
  *    alive (the keep-alive stream, see leases.ts);
  * 2. proposes `lock.acquire {name, lease, waitMs}`: free, it is granted at once; held, the
@@ -43,6 +47,14 @@ import { type Lease, LeaseApi, type LeaseOptions, leaseId } from './leases.js';
 export const DEFAULT_LOCK_TTL_MS = 10_000;
 /** WAIT_FOREVER_TIMEOUT_MS bounds a wait with no waitMs and no timeoutMs (setTimeout's limit). */
 const WAIT_FOREVER_TIMEOUT_MS = 2 ** 31 - 1;
+/**
+ * A lock found taken is acquired the two-entry way (grant, then a queued acquire) for this
+ * long (ms) before the one-entry try is attempted again: under contention the try would only
+ * add an entry.
+ */
+const CONTENDED_MS = 1000;
+/** How many recently contended lock names an API remembers. */
+const CONTENDED_NAMES_MAX = 1024;
 
 /** Fence names a lock and a token its holder was granted. */
 export interface Fence {
@@ -153,6 +165,8 @@ export class Lock {
 /** LockApi acquires and releases locks: `client.lock`. */
 export class LockApi {
   private readonly leases: LeaseApi;
+  /** Locks recently found taken, by name (monotonic ms): their acquires skip the try. */
+  private readonly contendedAt = new Map<string, number>();
 
   constructor(
     readonly core: ClientCore,
@@ -171,6 +185,19 @@ export class LockApi {
     const waitMs = opts.waitMs;
     if (waitMs !== undefined && (!Number.isSafeInteger(waitMs) || waitMs < 0))
       throw new DkvError(ErrorCode.InvalidArgument, `waitMs must be a non-negative integer, got ${waitMs}`);
+    const leaseOpts = { ...opts.lease, keepAlive: true };
+    this.leases.checkGrant(ttlMs, leaseOpts);
+    const seen = this.contendedAt.get(name);
+    if (waitMs === 0 || seen === undefined || this.leases.clock.monotonicMs() - seen > CONTENDED_MS) {
+      const got = await this.tryWithOwnLease(name, ttlMs, leaseOpts, opts);
+      if (got !== undefined) return got;
+      if (waitMs === 0)
+        throw new DkvError(
+          ErrorCode.Timeout,
+          `lock ${JSON.stringify(name)} is held by another (not acquired: waitMs 0, try mode)`,
+        );
+      this.noteContended(name);
+    }
     const lease = await this.leases.grant(ttlMs, {
       ...opts.lease,
       key: name,
@@ -200,6 +227,40 @@ export class LockApi {
       await lease.revoke().catch(() => lease.close());
       throw err;
     }
+  }
+
+  /**
+   * tryWithOwnLease is the one-entry try: `lock.acquire {name, ttlMs, waitMs: 0}` grants the
+   * lock's lease in the same entry. Undefined when the lock is taken (no lease is left behind).
+   */
+  private async tryWithOwnLease(
+    name: string,
+    ttlMs: number,
+    leaseOpts: LeaseOptions,
+    opts: AcquireOptions,
+  ): Promise<Lock | undefined> {
+    const group = await this.core.groupOfKey(name, callOpts(opts));
+    const sentAt = this.leases.clock.monotonicMs();
+    const r = (await this.core.mutate(
+      { key: name },
+      { op: 'lock.acquire', name, ttlMs, waitMs: 0 },
+      callOpts(opts),
+    )) as { acquired?: unknown; token?: unknown; lease?: unknown; ttlMs?: unknown } | null;
+    if (r?.acquired !== true) return undefined;
+    if (typeof r.token !== 'number' || typeof r.lease !== 'number' || typeof r.ttlMs !== 'number')
+      throw new DkvError(ErrorCode.Unavailable, 'unexpected lock.acquire answer');
+    this.contendedAt.delete(name);
+    return new Lock(name, r.token, this.leases.adoptGranted(group, r.lease, r.ttlMs, sentAt, leaseOpts));
+  }
+
+  /** noteContended remembers that lock `name` was taken just now (bounded: oldest forgotten first). */
+  private noteContended(name: string): void {
+    this.contendedAt.delete(name);
+    if (this.contendedAt.size >= CONTENDED_NAMES_MAX) {
+      const oldest = this.contendedAt.keys().next().value;
+      if (oldest !== undefined) this.contendedAt.delete(oldest);
+    }
+    this.contendedAt.set(name, this.leases.clock.monotonicMs());
   }
 
   /** release frees lock `name` if `token` is its current holder's (NOT_OWNER otherwise). */

@@ -69,6 +69,11 @@ export type Command =
       readonly lock?: { readonly name: string; readonly token: number };
     }
   | { readonly op: 'lock.acquire'; readonly name: string; readonly lease: number; readonly waitMs?: number }
+  /**
+   * A try (waitMs 0) that grants its own lease of ttlMs in the same entry: acquired, the
+   * answer carries the lease; not acquired, no lease is left behind. One entry, not two.
+   */
+  | { readonly op: 'lock.acquire'; readonly name: string; readonly ttlMs: number; readonly waitMs: 0 }
   | { readonly op: 'lock.release'; readonly name: string; readonly token: number }
   | {
       readonly op: 'counter.add';
@@ -314,8 +319,14 @@ export function validateCommand(v: unknown): Command {
       return { op: 'lease.revoke', id: v.id, ...(lock !== undefined && { lock }) };
     }
     case 'lock.acquire': {
-      onlyFields(v, ['op', 'name', 'lease', 'waitMs'], 'lock.acquire');
+      onlyFields(v, ['op', 'name', 'lease', 'ttlMs', 'waitMs'], 'lock.acquire');
       const name = checkName(v.name, 'lock.acquire');
+      if (v.ttlMs !== undefined) {
+        if (v.lease !== undefined) throw bad('lock.acquire: lease and ttlMs are exclusive');
+        if (v.waitMs !== 0) throw bad('lock.acquire: ttlMs (its own lease) needs waitMs 0 (a try)');
+        const ttlMs = checkTtl(v.ttlMs, 'lock.acquire: ttlMs', COMMAND_LIMITS.leaseTtlMsMin);
+        return { op: 'lock.acquire', name, ttlMs, waitMs: 0 };
+      }
       if (!isPositive(v.lease)) throw bad('lock.acquire: lease must be a lease id');
       const waitMs = optional(v, 'waitMs', (x) => checkTtl(x, 'lock.acquire: waitMs', 0));
       return { op: 'lock.acquire', name, lease: v.lease, ...(waitMs !== undefined && { waitMs }) };

@@ -375,6 +375,19 @@ export class GroupStateMachine implements SnapshotableStateMachine {
         return lock === undefined ? true : { released: held };
       }
       case 'lock.acquire': {
+        if ('ttlMs' in cmd) {
+          // A try with its own lease: granted here, and revoked at once if the lock is taken.
+          const l = this.leaseLock.leases.grant(index, cmd.ttlMs, now);
+          const r = this.leaseLock.locks.acquire(cmd.name, l.id, index, now, {
+            waiterId: waiterIdOf(client, seq, index),
+            waitMs: 0,
+          });
+          if (r.acquired) {
+            return { acquired: true, name: cmd.name, token: r.token, lease: l.id, ttlMs: l.ttlMs };
+          }
+          this.leasesEnded(this.leaseLock.revoke(l.id, index, now), fx);
+          return { acquired: false };
+        }
         const waiterId = waiterIdOf(client, seq, index);
         const r = this.leaseLock.locks.acquire(cmd.name, cmd.lease, index, now, {
           waiterId,

@@ -197,6 +197,32 @@ describe('leases and locks with fencing', () => {
     expect(sm.count({ prefix: 'p/' })).toBe(2);
   });
 
+  it('a lock try with its own lease (ttlMs, waitMs 0) grants lease and lock in one entry, or nothing', () => {
+    const c = new Single();
+    const got = c.ok({ op: 'lock.acquire', name: 'L', ttlMs: 5000, waitMs: 0 }) as {
+      acquired: boolean;
+      token: number;
+      lease: number;
+      ttlMs: number;
+    };
+    expect(got).toMatchObject({ acquired: true, name: 'L', ttlMs: 5000 });
+    expect(c.r.sm.lockDescribe('L').holder).toMatchObject({ lease: got.lease, token: got.token });
+    expect(c.r.sm.leaseTimeToLive(got.lease)).toMatchObject({ ttlMs: 5000 });
+    const before = c.r.sm.leaseList().length;
+    // Taken: not acquired, not queued, and no lease left behind.
+    expect(c.ok({ op: 'lock.acquire', name: 'L', ttlMs: 5000, waitMs: 0 })).toEqual({ acquired: false });
+    expect(c.r.sm.leaseList()).toHaveLength(before);
+    expect(c.r.sm.lockDescribe('L').waiters).toEqual([]);
+    // The lease ends with its TTL, and the lock with it.
+    c.tick(5000);
+    expect(c.r.sm.lockDescribe('L').holder).toBeUndefined();
+    // Only as a try, and never with a lease of its own as well.
+    expect(() => c.do({ op: 'lock.acquire', name: 'L', ttlMs: 5000 } as never)).toThrow(/waitMs 0/);
+    expect(() => c.do({ op: 'lock.acquire', name: 'L', ttlMs: 5000, lease: 1, waitMs: 0 } as never)).toThrow(
+      /exclusive/,
+    );
+  });
+
   it('lease.revoke naming a lock releases it in the same entry and says whether the token held it', () => {
     const c = new Single();
     const l1 = (c.ok({ op: 'lease.grant', ttlMs: 60_000 }) as { id: number }).id;
