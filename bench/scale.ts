@@ -13,9 +13,10 @@
  *
  * Sections run one after another (never two clusters at once: an idle cluster still costs CPU
  * on a small box), with progress lines on stderr. The markdown tables go to stdout at the end,
- * and the figures to `<out>/<date>-scale.json` (`-scale-quick.json` for --quick, so a quick run
- * never overwrites a full one). A section that fails is reported and the others still run;
- * the exit code is then 1. SIGINT or SIGTERM kills every node and removes the temp dirs.
+ * and the figures to `<out>/<date>-scale.json` (`-scale-quick.json` for --quick, and the
+ * sections' names added for --only, so neither overwrites a full run's file). A section that
+ * fails is reported and the others still run; the exit code is then 1. SIGINT or SIGTERM
+ * kills every node and removes the temp dirs.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -28,7 +29,7 @@ import { measureGroups } from './scale/groups.js';
 import { measureKeys } from './scale/keys.js';
 import { measureNodes } from './scale/nodes.js';
 import { parseScaleArgs, planOf } from './scale/options.js';
-import { reportMarkdown, type ScalePlan, type ScaleReport, type Section } from './scale/report.js';
+import { reportMarkdown, type ScalePlan, type ScaleReport, SECTIONS, type Section } from './scale/report.js';
 import { measureTtl } from './scale/ttl.js';
 import { measureWatchers } from './scale/watchers.js';
 
@@ -138,10 +139,15 @@ export async function runScale(plan: ScalePlan, io: ScaleIo = stdio): Promise<Sc
   return report;
 }
 
-/** writeScaleReport writes `<dir>/<date>-scale[-quick].json` and returns its path. */
+/**
+ * writeScaleReport writes `<dir>/<date>-scale[-quick][-<sections>].json` and returns its path:
+ * a quick run or one of some sections (--only) never overwrites the day's full results.
+ */
 export function writeScaleReport(report: ScaleReport, dir: string): string {
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `${report.date.slice(0, 10)}-scale${report.plan.quick ? '-quick' : ''}.json`);
+  const some = SECTIONS.some((s) => !report.plan.sections.includes(s));
+  const name = `${report.date.slice(0, 10)}-scale${report.plan.quick ? '-quick' : ''}${some ? `-${report.plan.sections.join('-')}` : ''}`;
+  const file = join(dir, `${name}.json`);
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   return file;
 }

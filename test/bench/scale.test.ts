@@ -6,14 +6,14 @@
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { liveClusters } from '../../bench/scale/cluster.js';
 import { STORE_PARTITIONS_MAX, storesFor } from '../../bench/scale/groups.js';
 import { FULL_PLAN, parseScaleArgs, planOf, QUICK_PLAN } from '../../bench/scale/options.js';
 import type { ScaleReport } from '../../bench/scale/report.js';
 import { EVENTS_PER_SEC_MAX, PUTS_PER_SEC_MAX, putsPerSecFor } from '../../bench/scale/watchers.js';
-import { main } from '../../bench/scale.js';
+import { main, writeScaleReport } from '../../bench/scale.js';
 import { isDkvError } from '../../src/errors.js';
 
 const dirs: string[] = [];
@@ -63,6 +63,32 @@ describe('options', () => {
     const err: string[] = [];
     expect(await main(['--only', 'nope'], { out: () => {}, err: (l) => err.push(l) })).toBe(2);
     expect(err.join('\n')).toMatch(/^error INVALID_ARGUMENT: --only: unknown section "nope"/);
+  });
+});
+
+describe('the results file', () => {
+  it('is named after the date, with -quick and the sections of a partial run', () => {
+    const outDir = mkdtempSync(join(tmpdir(), 'dkv-scale-test-out-'));
+    dirs.push(outDir);
+    const report = (plan: ReturnType<typeof planOf>): ScaleReport => ({
+      kind: 'dkv-scale',
+      date: '2026-01-02T03:04:05.000Z',
+      machine: { cpus: 2, cpuModel: 'x', memoryGiB: 1, kernel: 'k', node: 'v20' },
+      source: { commit: 'abc1234', changedSrcFiles: [] },
+      plan,
+      errors: {},
+      elapsedS: 1,
+    });
+    const name = (plan: ReturnType<typeof planOf>): string =>
+      basename(writeScaleReport(report(plan), outDir));
+    expect(name(FULL_PLAN)).toBe('2026-01-02-scale.json');
+    expect(name(QUICK_PLAN)).toBe('2026-01-02-scale-quick.json');
+    expect(name(planOf({ quick: false, sections: ['keys', 'nodes'] }))).toBe(
+      '2026-01-02-scale-keys-nodes.json',
+    );
+    expect(name(planOf({ quick: true, sections: ['ttl'] }))).toBe('2026-01-02-scale-quick-ttl.json');
+    const back = JSON.parse(readFileSync(join(outDir, '2026-01-02-scale.json'), 'utf8')) as ScaleReport;
+    expect(back.plan).toEqual(FULL_PLAN);
   });
 });
 
