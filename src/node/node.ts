@@ -486,7 +486,14 @@ export class DkvNode {
         for (const g of this.groups.values()) if (g.raw.hasReady()) work.push([g, g.raw.ready()]);
         if (work.length === 0) break;
         const items: PersistItem[] = work.map(([g, rd]) => ({ storage: g.storage, ready: rd }));
-        const late = this.sendAppendsEarly(work);
+        // A round that only moves commit indexes (no entries, term, vote or snapshot to make
+        // durable) writes the commit index for a restart's sake alone: nothing it sends or
+        // applies depends on that write, so it answers first and writes after.
+        const commitOnly = work.every(
+          ([, rd]) => !rd.mustSync && rd.snapshot === null && rd.entries.length === 0,
+        );
+        const late = commitOnly ? work.map(([, rd]) => rd.messages) : this.sendAppendsEarly(work);
+        if (commitOnly) this.deliver(work, late);
         const t0 = this.clock.monotonicMs();
         const stats = await this.storage.commit(items);
         this.observe(() =>
@@ -499,16 +506,7 @@ export class DkvNode {
           }),
         );
         if (this.stopped) return;
-        if (this.transport) {
-          for (let i = 0; i < work.length; i++) {
-            const gid = work[i]![0].id;
-            for (const m of late[i]!) this.transport.send(m.to, { g: gid, m });
-          }
-          this.transport.flush();
-        }
-        for (const [g, rd] of work) this.applyReady(g, rd);
-        const mg = this.groups.get(METADATA_GROUP);
-        if (mg && mg.sm.appliedIndex !== this.metaReadAt) this.reloadMeta();
+        if (!commitOnly) this.deliver(work, late);
         for (const [g] of work) g.raw.advance();
         for (const [g] of work) {
           g.serveReads();
@@ -528,6 +526,20 @@ export class DkvNode {
       this.running = false;
     }
     if (this.again) this.schedule();
+  }
+
+  /** deliver sends a round's messages (`late`, per Ready) and applies its Readies. */
+  private deliver(work: readonly [GroupReplica, Ready][], late: readonly (readonly Message[])[]): void {
+    if (this.transport) {
+      for (let i = 0; i < work.length; i++) {
+        const gid = work[i]![0].id;
+        for (const m of late[i]!) this.transport.send(m.to, { g: gid, m });
+      }
+      this.transport.flush();
+    }
+    for (const [g, rd] of work) this.applyReady(g, rd);
+    const mg = this.groups.get(METADATA_GROUP);
+    if (mg && mg.sm.appliedIndex !== this.metaReadAt) this.reloadMeta();
   }
 
   /**
