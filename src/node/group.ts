@@ -111,6 +111,7 @@ export class GroupReplica {
       applied,
       checkQuorum: true,
       preVote: true,
+      coalesceAppends: true,
     });
   }
 

@@ -57,6 +57,13 @@ export interface RaftConfig {
   readonly preVote?: boolean;
   /** readOnlyOption chooses how ReadIndex is confirmed. */
   readonly readOnlyOption?: ReadOnlyOption;
+  /**
+   * coalesceAppends makes each Ready hand out one append per follower where the core sent
+   * several that continue one another (one per proposal, in a busy round): see
+   * `coalesceAppends` in raft.ts. Off by default, so that the core's messages are etcd's, one
+   * for one (the interaction transcripts check them); the node turns it on.
+   */
+  readonly coalesceAppends?: boolean;
   /** trace, when set, receives one line per notable event (role change, election, step-down). */
   readonly trace?: (line: string) => void;
 }
@@ -79,6 +86,7 @@ export const RAFT_DEFAULTS = Object.freeze({
   checkQuorum: true,
   preVote: true,
   readOnlyOption: ReadOnlyOption.Safe,
+  coalesceAppends: false,
 });
 
 /**

@@ -81,6 +81,49 @@ export function makeMessage(m: Partial<Message> & Pick<Message, 'type' | 'to'>):
   };
 }
 
+/**
+ * coalesceAppends merges a leader's appends to one follower that continue one another (the
+ * next starts where the previous one's entries end, in the same term, under the same
+ * previous entry) into one append carrying both runs of entries and the higher commit index,
+ * as long as the payload stays within `maxBytes`. Proposals are appended one call at a time
+ * and each sends its own append, so a busy round would otherwise hand each follower one
+ * message (and get one acknowledgement back) per proposal. The merged append takes the place
+ * of the first; a message of any other type to that follower in between ends the chain, so
+ * nothing is reordered around it.
+ */
+export function coalesceAppends(msgs: Message[], maxBytes: number): Message[] {
+  if (msgs.length < 2) return msgs;
+  const out: Message[] = [];
+  const open = new Map<NodeId, { at: number; bytes: number }>();
+  for (const m of msgs) {
+    if (m.type !== MessageType.App) {
+      open.delete(m.to);
+      out.push(m);
+      continue;
+    }
+    const o = open.get(m.to);
+    const p = o === undefined ? undefined : out[o.at];
+    if (o !== undefined && p !== undefined && p.term === m.term) {
+      const last = p.entries[p.entries.length - 1];
+      const endIndex = p.index + p.entries.length;
+      const endTerm = last === undefined ? p.logTerm : last.term;
+      const bytes = o.bytes + payloadBytes(m.entries);
+      if (m.index === endIndex && m.logTerm === endTerm && (bytes <= maxBytes || m.entries.length === 0)) {
+        out[o.at] = {
+          ...p,
+          entries: m.entries.length === 0 ? p.entries : p.entries.concat(m.entries),
+          commit: Math.max(p.commit, m.commit),
+        };
+        o.bytes = bytes;
+        continue;
+      }
+    }
+    open.set(m.to, { at: out.length, bytes: payloadBytes(m.entries) });
+    out.push(m);
+  }
+  return out;
+}
+
 /** isLocalMessage tells whether a message type is only ever handed to the core locally. */
 export function isLocalMessage(t: MessageType): boolean {
   return (

@@ -1,7 +1,7 @@
 import { encodeConfChange } from './conf-change-codec.js';
 import type { RaftConfig } from './config.js';
 import type { ProgressState } from './progress.js';
-import { isLocalMessage, makeMessage, Raft } from './raft.js';
+import { coalesceAppends, isLocalMessage, makeMessage, Raft } from './raft.js';
 import {
   type ConfChange,
   type ConfState,
@@ -178,7 +178,7 @@ export class RawNode {
     const entries = r.log.unstable.nextEntries();
     const snapshot = r.log.unstable.nextSnapshot();
     const committedEntries = r.log.nextCommittedEntries();
-    const messages = r.msgs;
+    const messages = r.cfg.coalesceAppends ? coalesceAppends(r.msgs, r.cfg.maxMsgBytes) : r.msgs;
     r.msgs = [];
     const readStates = r.readStates;
     r.readStates = [];

@@ -47,6 +47,7 @@ export function benchOptions(steps: number): Partial<SimOptions> {
       checkQuorum: true,
       preVote: true,
       readOnlyOption: ReadOnlyOption.Safe,
+      coalesceAppends: true,
     },
     tickProbabilityMin: 1,
     fsyncImmediateProbability: 1,

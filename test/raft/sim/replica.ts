@@ -175,6 +175,7 @@ export class Replica {
       checkQuorum: k.checkQuorum,
       preVote: k.preVote,
       readOnlyOption: k.readOnlyOption,
+      coalesceAppends: k.coalesceAppends,
       ...(trace.enabled ? { trace: (line: string) => trace.line(this.host.now, this.id, line) } : {}),
     });
     this.sm = ListStateMachine.restore(snap.data);

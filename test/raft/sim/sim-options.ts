@@ -63,6 +63,8 @@ export interface RaftKnobs {
   readonly preVote: boolean;
   /** How ReadIndex is confirmed; lease-based needs check-quorum and bounded clock drift. */
   readonly readOnlyOption: ReadOnlyOption;
+  /** Whether each Ready merges a follower's consecutive appends into one (the node's setting). */
+  readonly coalesceAppends: boolean;
 }
 
 /** SimOptions fix one run completely (together with the seed). */
@@ -159,7 +161,7 @@ export function drawSimOptions(random: SeededRandom): SimOptions {
     [PartitionShape.Bridge]: 2,
   };
   const nodeCount = pick(random, [3, 3, 5] as const);
-  return {
+  const drawn: SimOptions = {
     nodeCount,
     faultSteps: uniformInt(random, SIM_STEPS_MIN, SIM_STEPS_MAX),
     livenessTicksMax: 200 * electionTicks,
@@ -202,6 +204,7 @@ export function drawSimOptions(random: SeededRandom): SimOptions {
       checkQuorum: random.chance(0.75),
       preVote: random.chance(0.75),
       readOnlyOption: ReadOnlyOption.Safe,
+      coalesceAppends: false, // drawn below
     },
     tickProbabilityMin: pick(random, [1, 0.9, 0.7]),
     fsyncImmediateProbability: pick(random, [1, 0.7, 0.3]),
@@ -221,6 +224,9 @@ export function drawSimOptions(random: SeededRandom): SimOptions {
     // Drawn last, from a fork, so that the draws above are what they were before LevelDB existed.
     level: drawLevelKnobs(random.fork()),
   };
+  // Drawn after everything else, from another fork, for the same reason: half the seeds
+  // run with appends coalesced per Ready, as the node runs the core.
+  return { ...drawn, raft: { ...drawn.raft, coalesceAppends: random.fork().chance(0.5) } };
 }
 
 /** drawLevelKnobs draws the LevelDB storage options; about half the seeds get a cache small enough to miss. */
