@@ -4,10 +4,12 @@
  *
  * Design. Keys are JS strings ordered by JS string comparison (UTF-16 code units; this differs
  * from UTF-8 byte order only between supplementary characters and U+E000..U+FFFF). They live in
- * a copy-on-write B+ tree (`sorted-btree`) mapping each key to an immutable, frozen `Entry`
- * record, which is also the `Item` handed out: a put replaces the record, never edits it, so an
- * item a caller holds never changes, and `snapshot()` is a tree `clone()` (O(1), copy-on-write)
- * that later writes cannot reach. Values and labels are kept by reference: the store takes
+ * a copy-on-write B+ tree (`sorted-btree`) mapping each key to a slot holding an immutable,
+ * frozen `Entry` record, which is also the `Item` handed out: a put replaces the record, never
+ * edits it, so an item a caller holds never changes, and `snapshot()` is a tree `clone()` (O(1),
+ * copy-on-write) that later writes cannot reach. A hash map from key to the same slot serves
+ * point reads, and a put to a key whose slot no snapshot shares swaps the record in the slot
+ * without descending the tree (slots carry the snapshot generation they were made in). Values and labels are kept by reference: the store takes
  * ownership, and callers must not mutate them after the put. A second, sparse tree holds the
  * deadline of every key that has one, so `count` with `now` pays only for keys with a TTL.
  *
@@ -25,7 +27,8 @@
  * Keys must be non-empty, well-formed UTF-16 (no lone surrogate, which msgpack could not carry
  * and a restored replica would see differently), and at most `keyBytesMax` UTF-8 bytes.
  *
- * Complexity (n keys, B = node size 32): get/has/put/delete O(log n); scan O(log n + k) for k
+ * Complexity (n keys, B = node size 32): get/has O(1); put of a key O(1) once it has been put
+ * since the last snapshot, else O(log n); delete O(log n); scan O(log n + k) for k
  * keys visited; count O(B log n) by subtree sizes (plus the TTL'd keys in range when `now` is
  * given); snapshot O(1), its parts O(n) in total; restore O(n) (bulk load); stateHash O(bytes).
  *
@@ -183,6 +186,17 @@ class Entry implements Item {
   get sizeBytes(): number {
     return this.#sizeBytes;
   }
+}
+
+/**
+ * Slot holds a key's current entry in the tree and in `byKey`. Entries stay immutable; a slot
+ * is overwritten in place only while no snapshot shares it (see SegmentStore.gen).
+ */
+class Slot {
+  constructor(
+    public entry: Entry,
+    readonly gen: number,
+  ) {}
 }
 
 /** compareKeys orders keys by UTF-16 code units, as JS `<` does. */
@@ -354,13 +368,20 @@ export class SegmentStore {
   /** limits in force for puts. */
   readonly limits: Readonly<SegmentStoreLimits>;
   /** tree maps every key to its current record, in key order (ranges, snapshots). */
-  private tree: BTree<string, Entry>;
+  private tree: BTree<string, Slot>;
   /**
    * byKey holds the same records as `tree` in a hash map, for point reads: a put reads its key
    * two or three times (checks, then the write), and a hash lookup costs a fraction of a B-tree
    * descent through a dozen string compares. Invariant: same keys and records as `tree`.
    */
-  private readonly byKey = new Map<string, Entry>();
+  private readonly byKey = new Map<string, Slot>();
+  /**
+   * The slot generation: bumped by every snapshot. A slot of the current generation is in no
+   * snapshot's frozen tree, so a put overwrites its entry in place (no tree descent); an older
+   * one may be shared with a snapshot, so a put gives the key a new slot through the tree's
+   * copy-on-write `set`.
+   */
+  private gen = 0;
   /** expiring maps every key whose record has `expiresAt` to that deadline. Invariant: same keys. */
   private expiring: BTree<string, number>;
   /** Invariant: the revision of the latest mutation (or the initial revision); never decreases. */
@@ -373,7 +394,7 @@ export class SegmentStore {
     this.limits = resolveLimits(limits);
     if (!isSafeNonNegative(revision)) throw invalid('revision must be a non-negative safe integer');
     this.rev = revision;
-    this.tree = new BTree<string, Entry>(undefined, compareKeys, NODE_SIZE);
+    this.tree = new BTree<string, Slot>(undefined, compareKeys, NODE_SIZE);
     this.expiring = new BTree<string, number>(undefined, compareKeys, NODE_SIZE);
   }
 
@@ -395,14 +416,14 @@ export class SegmentStore {
   /** get returns the key's item, expired or not, or undefined. */
   get(key: string): Item | undefined {
     if (typeof key !== 'string') throw invalid('key must be a string');
-    return this.byKey.get(key);
+    return this.byKey.get(key)?.entry;
   }
 
   /** getLive returns the key's item unless it is absent or expired at `now` (expiresAt <= now). */
   getLive(key: string, now: number): Item | undefined {
     if (typeof key !== 'string') throw invalid('key must be a string');
     const n = optionalNow(now);
-    const e = this.byKey.get(key);
+    const e = this.byKey.get(key)?.entry;
     if (e === undefined || n === undefined) return e;
     return e.expiresAt !== undefined && e.expiresAt <= n ? undefined : e;
   }
@@ -452,7 +473,7 @@ export class SegmentStore {
         throw invalid('ifVersion must be an integer >= 1 (use ifAbsent to require absence)');
       }
       if (ifAbsent === true) throw invalid('ifVersion and ifAbsent are exclusive');
-      const cur = this.byKey.get(key);
+      const cur = this.byKey.get(key)?.entry;
       if (cur === undefined || cur.version !== ifVersion) {
         throw new DkvError(
           ErrorCode.VersionMismatch,
@@ -472,7 +493,8 @@ export class SegmentStore {
    */
   put(key: string, spec: PutSpec): PutResult {
     const keyBytes = this.checkPut(key, spec);
-    const prev = this.byKey.get(key);
+    const slot = this.byKey.get(key);
+    const prev = slot?.entry;
     const revision = this.rev + 1;
     const item = new Entry(
       key,
@@ -485,8 +507,12 @@ export class SegmentStore {
       spec.lease,
       spec.labels,
     );
-    this.tree.set(key, item);
-    this.byKey.set(key, item);
+    if (slot !== undefined && slot.gen === this.gen) slot.entry = item;
+    else {
+      const fresh = new Slot(item, this.gen);
+      this.tree.set(key, fresh);
+      this.byKey.set(key, fresh);
+    }
     if (spec.expiresAt !== undefined) this.expiring.set(key, spec.expiresAt);
     else if (prev?.expiresAt !== undefined) this.expiring.delete(key);
     this.rev = revision;
@@ -497,7 +523,7 @@ export class SegmentStore {
   /** delete removes the key; the revision bumps only if it existed. Returns the removed item. */
   delete(key: string): Item | undefined {
     if (typeof key !== 'string') throw invalid('key must be a string');
-    const prev = this.byKey.get(key);
+    const prev = this.byKey.get(key)?.entry;
     if (prev === undefined) return undefined;
     this.tree.delete(key);
     this.byKey.delete(key);
@@ -527,7 +553,7 @@ export class SegmentStore {
     }
     const items: Item[] = [];
     if (empty) return { items, more: false };
-    const reused: (string | Entry)[] = [];
+    const reused: (string | Slot)[] = [];
     if (opts.reverse !== true) {
       let from = lo;
       let skip: string | undefined;
@@ -535,12 +561,12 @@ export class SegmentStore {
         from = after;
         skip = after;
       }
-      const it = this.tree.entries(from, reused as [string, Entry]);
+      const it = this.tree.entries(from, reused as [string, Slot]);
       for (let r = it.next(); !r.done; r = it.next()) {
         const key = r.value[0];
         if (hi !== undefined && key >= hi) break;
         if (key === skip) continue;
-        const e = r.value[1];
+        const e = r.value[1].entry;
         if (now !== undefined && e.expiresAt !== undefined && e.expiresAt <= now) continue;
         if (items.length === limit) return { items, more: true };
         items.push(e);
@@ -551,13 +577,13 @@ export class SegmentStore {
     if (after !== undefined && (top === undefined || after < top)) top = after;
     const it =
       top === undefined
-        ? this.tree.entriesReversed(undefined, reused as [string, Entry])
-        : this.tree.entriesReversed(top, reused as [string, Entry], true);
+        ? this.tree.entriesReversed(undefined, reused as [string, Slot])
+        : this.tree.entriesReversed(top, reused as [string, Slot], true);
     for (let r = it.next(); !r.done; r = it.next()) {
       const key = r.value[0];
       if (lo !== undefined && key < lo) break;
       if (key === top) continue;
-      const e = r.value[1];
+      const e = r.value[1].entry;
       if (now !== undefined && e.expiresAt !== undefined && e.expiresAt <= now) continue;
       if (items.length === limit) return { items, more: true };
       items.push(e);
@@ -603,13 +629,13 @@ export class SegmentStore {
       from = after;
       skip = after;
     }
-    const reused: (string | Entry)[] = [];
-    const it = this.tree.entries(from, reused as [string, Entry]);
+    const reused: (string | Slot)[] = [];
+    const it = this.tree.entries(from, reused as [string, Slot]);
     for (let r = it.next(); !r.done; r = it.next()) {
       const key = r.value[0];
       if (!key.startsWith(prefix)) return;
       if (key === skip) continue;
-      const e = r.value[1];
+      const e = r.value[1].entry;
       if (n !== undefined && e.expiresAt !== undefined && e.expiresAt <= n) continue;
       yield key;
     }
@@ -636,6 +662,7 @@ export class SegmentStore {
   snapshot(): EngineSnapshot {
     const tree = this.tree.clone();
     tree.freeze();
+    this.gen++; // every slot now may be shared with this frozen tree
     const revision = this.rev;
     return { parts: () => snapshotParts(tree, revision) };
   }
@@ -683,8 +710,9 @@ export class SegmentStore {
       }
     }
     if (keys.length !== count) throw corrupted(`${keys.length} records, header says ${count}`);
-    store.tree = bulkLoad(keys, entries, NODE_SIZE, compareKeys) as BTree<string, Entry>;
-    for (let i = 0; i < keys.length; i++) store.byKey.set(keys[i]!, entries[i]!);
+    const slots = entries.map((e) => new Slot(e, 0));
+    store.tree = bulkLoad(keys, slots, NODE_SIZE, compareKeys) as BTree<string, Slot>;
+    for (let i = 0; i < keys.length; i++) store.byKey.set(keys[i]!, slots[i]!);
     store.expiring = bulkLoad(ttlKeys, ttlDeadlines, NODE_SIZE, compareKeys) as BTree<string, number>;
     store.byteCount = bytes;
     return store;
@@ -701,10 +729,10 @@ export class SegmentStore {
     const h = new Fnv1a64();
     h.f64(this.rev);
     h.f64(this.tree.size);
-    const reused: (string | Entry)[] = [];
-    const it = this.tree.entries(undefined, reused as [string, Entry]);
+    const reused: (string | Slot)[] = [];
+    const it = this.tree.entries(undefined, reused as [string, Slot]);
     for (let r = it.next(); !r.done; r = it.next()) {
-      const e = r.value[1];
+      const e = r.value[1].entry;
       h.str(e.key);
       h.f64(e.version);
       h.f64(e.createRevision);
@@ -748,14 +776,14 @@ function resolveLimits(limits: Partial<SegmentStoreLimits> | undefined): Readonl
   return Object.freeze(out);
 }
 
-function* snapshotParts(tree: BTree<string, Entry>, revision: number): Iterable<unknown> {
+function* snapshotParts(tree: BTree<string, Slot>, revision: number): Iterable<unknown> {
   yield { kind: SNAPSHOT_KIND, format: SNAPSHOT_FORMAT, revision, count: tree.size };
   let part: unknown[] = [];
   let partBytes = 0;
-  const reused: (string | Entry)[] = [];
-  const it = tree.entries(undefined, reused as [string, Entry]);
+  const reused: (string | Slot)[] = [];
+  const it = tree.entries(undefined, reused as [string, Slot]);
   for (let r = it.next(); !r.done; r = it.next()) {
-    const e = r.value[1];
+    const e = r.value[1].entry;
     part.push(encodeRecord(e));
     partBytes += e.sizeBytes;
     if (part.length >= SNAPSHOT_PART_RECORDS_MAX || partBytes >= SNAPSHOT_PART_BYTES_MAX) {

@@ -849,6 +849,29 @@ describe('snapshot and restore', () => {
     expect(s.stateHash()).not.toBe(before);
   });
 
+  it('keeps each snapshot as of its call when the same keys are put again and again across snapshots', () => {
+    // A key put twice since the last snapshot is overwritten in its slot; one put before a
+    // snapshot gets a new slot. Every snapshot must see exactly its own state.
+    const s = new SegmentStore();
+    const put = (k: string, v: string): void => {
+      s.put(k, { value: v, valueBytes: v.length });
+    };
+    const hashes: string[] = [];
+    const snaps: { parts(): Iterable<unknown> }[] = [];
+    for (let round = 0; round < 6; round++) {
+      for (let i = 0; i < 50; i++) put(`k${i % 7}`, `r${round}i${i}`);
+      if (round % 2 === 0) s.delete(`k${round}`);
+      hashes.push(s.stateHash());
+      snaps.push(s.snapshot());
+    }
+    for (let i = 0; i < 50; i++) put(`k${i % 7}`, `after${i}`);
+    snaps.forEach((snap, i) => {
+      expect(SegmentStore.restore(snap.parts()).stateHash()).toBe(hashes[i]);
+    });
+    expect(s.get('k3')?.value).toBe('after45');
+    expect(s.get('k3')?.version).toBeGreaterThan(1);
+  });
+
   it('restores an empty store', () => {
     const s = new SegmentStore(undefined, 42);
     const r = SegmentStore.restore(roundTrip(s.snapshot().parts()));
