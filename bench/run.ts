@@ -11,6 +11,8 @@
  * engine alone: segment store, index manager, time wheel, watch, leases/locks/counters),
  * statemachine (the whole apply path), transport (RPC and peer links on loopback), cluster
  * (put and linearizable get against a real 3-node cluster at 1, 16, 64 and 256 in flight),
+ * scale (bench/scale.ts: how the costs grow with groups, keys, watchers, TTL keys and nodes;
+ * it writes bench/results/<date>-scale.json),
  * compare (bench/compare/main.ts: the workloads of CONTRACT.md "Benchmarks" on DKV, and with
  * --vs on etcd and redis too, driven by the same load generator; it also writes
  * bench/results/<date>-compare.json and .html).
@@ -39,6 +41,7 @@ const SUITES: Record<string, { file: string; args: (quick: boolean) => string[] 
   statemachine: [{ file: 'bench/statemachine.ts', args: (q) => (q ? ['--quick'] : []) }],
   transport: [{ file: 'bench/transport.ts', args: (q) => (q ? ['--quick'] : []) }],
   cluster: [{ file: 'bench/cluster.ts', args: (q) => (q ? ['--quick'] : []) }],
+  scale: [{ file: 'bench/scale.ts', args: (q) => (q ? ['--quick'] : []) }],
   compare: [{ file: 'bench/compare/main.ts', args: (q) => [...(q ? ['--quick'] : []), ...compareArgs] }],
 };
 
