@@ -21,9 +21,10 @@
  *   swap loop (get value and mod_revision, then a txn `if mod_revision == r then put v+1 else
  *   get`, retrying from the else branch's value); redis INCR.
  * - lock then unlock: DKV `client.lock.acquire(name, { ttlMs: 10000 })` then `release()`, the
- *   natural API: a fresh lease per acquire, kept alive while held, revoked on release (4
- *   replicated ops: lease grant, lock.acquire (queued FIFO by the server when held),
- *   lock.release, lease revoke). etcd: the lowest-revision recipe of the Go client's
+ *   natural API: a fresh lease per acquire, kept alive while held, revoked on release (a
+ *   free lock: 2 replicated ops, the try that grants lease and lock together, then the revoke
+ *   that releases it; a taken one: lease grant, lock.acquire queued FIFO by the server, then
+ *   the revoke). etcd: the lowest-revision recipe of the Go client's
  *   concurrency.Mutex with a fresh lease per acquire as etcd3's own Lock takes (lease grant
  *   with keep-alive; txn putting `<name>/<lease>` bound to it and reading the lowest
  *   creator; if not ours, wait for the deletion of the key created just before ours (range +
