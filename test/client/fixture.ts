@@ -112,14 +112,17 @@ export class InProcCluster {
     return views.find((v) => v.leader === v.id)?.leader ?? views.find((v) => v.leader > 0)?.leader ?? 0;
   }
 
-  /** waitLeaders waits until every group has a leader among the live nodes. */
+  /** waitLeaders waits until every group has a leader among the live nodes, and every live node has loaded the metadata. */
   async waitLeaders(timeoutMs = 20_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const live = this.nodes.filter((n): n is DkvNode => n !== undefined);
-      const ok = live.every((n) =>
-        n.status().groups.every((g) => g.leader !== 0 && live.some((m) => m.id === g.leader)),
-      );
+      // Every group led by a live node, and every node past loading the cluster metadata
+      // (epoch 0: until it has, a node answers UNAVAILABLE to anything naming a store).
+      const ok = live.every((n) => {
+        const st = n.status();
+        return st.epoch > 0 && st.groups.every((g) => g.leader !== 0 && live.some((m) => m.id === g.leader));
+      });
       if (ok) return;
       if (Date.now() > deadline) throw new Error(`no leaders: ${JSON.stringify(live[0]?.status())}`);
       await new Promise((r) => setTimeout(r, 50));
