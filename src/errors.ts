@@ -109,3 +109,18 @@ export class DkvError extends Error {
 export function isDkvError(err: unknown, code?: ErrorCode): err is DkvError {
   return err instanceof DkvError && (code === undefined || err.code === code);
 }
+
+/**
+ * quote renders a value that came from outside for an error message: JSON (bigints written
+ * as `123n`), cut to 80 characters, and never throwing (JSON.stringify throws on a bigint,
+ * which a hostile frame can carry anywhere).
+ */
+export function quote(v: unknown): string {
+  let s: string;
+  try {
+    s = JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? `${x}n` : x)) ?? String(v);
+  } catch {
+    s = Object.prototype.toString.call(v);
+  }
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}

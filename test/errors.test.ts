@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DkvError, ErrorCode, isDkvError, isErrorCode } from '../src/errors.js';
+import { DkvError, ErrorCode, isDkvError, isErrorCode, quote } from '../src/errors.js';
 
 describe('DkvError', () => {
   it('carries a stable code, details and cause', () => {
@@ -41,5 +41,17 @@ describe('DkvError', () => {
     // Codes are unique.
     const values = Object.values(ErrorCode);
     expect(new Set(values).size).toBe(values.length);
+  });
+});
+
+describe('quote', () => {
+  it('renders any value for a message, bigints and cycles included, never throwing, at most 80 characters', () => {
+    expect(quote('put')).toBe('"put"');
+    expect(quote([0n])).toBe('["0n"]');
+    expect(quote(undefined)).toBe('undefined');
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    expect(quote(cyclic)).toBe('[object Object]');
+    expect(quote('x'.repeat(200))).toHaveLength(80);
   });
 });

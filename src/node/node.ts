@@ -43,7 +43,7 @@
 import { statfsSync } from 'node:fs';
 import { type Clock, systemClock } from '../clock.js';
 import { type IndexDef, IndexManager } from '../engines/index-manager.js';
-import { DkvError, ErrorCode, isDkvError } from '../errors.js';
+import { DkvError, ErrorCode, isDkvError, quote } from '../errors.js';
 import {
   type ConfChange,
   ConfChangeTransition,
@@ -1295,7 +1295,7 @@ export class DkvNode {
         return { changes };
       }
       default:
-        throw new DkvError(ErrorCode.InvalidArgument, `unknown admin action ${JSON.stringify(a.action)}`);
+        throw new DkvError(ErrorCode.InvalidArgument, `unknown admin action ${quote(a.action)}`);
     }
   }
 
@@ -1335,7 +1335,7 @@ export class DkvNode {
     if (hello.clusterId !== this.cfg.clusterId) {
       throw new DkvError(
         ErrorCode.InvalidArgument,
-        `the node at ${address} belongs to cluster ${JSON.stringify(hello.clusterId)}, not ${JSON.stringify(this.cfg.clusterId)}`,
+        `the node at ${address} belongs to cluster ${quote(hello.clusterId)}, not ${quote(this.cfg.clusterId)}`,
       );
     }
     if (!hello.peerAddress)
@@ -1724,10 +1724,7 @@ export class DkvNode {
       case 'lock.describe':
         return sm.lockDescribe(str(r.name, 'name'), now);
       default:
-        throw new DkvError(
-          ErrorCode.InvalidArgument,
-          `unknown read op ${JSON.stringify((r as { op?: unknown }).op)}`,
-        );
+        throw new DkvError(ErrorCode.InvalidArgument, `unknown read op ${quote((r as { op?: unknown }).op)}`);
     }
   }
 

@@ -11,7 +11,7 @@
 import { type IndexDef, IndexManager } from '../engines/index-manager.js';
 import { type Compare, validateCompare } from '../engines/segment-store.js';
 import type { Labels, Value } from '../engines/types.js';
-import { DkvError, ErrorCode } from '../errors.js';
+import { DkvError, ErrorCode, quote } from '../errors.js';
 
 /** Fence names a lock and the token its holder was granted; a fenced mutation needs it current. */
 export interface Fence {
@@ -356,7 +356,7 @@ export function validateCommand(v: unknown): Command {
       onlyFields(v, ['op', 'indexes'], 'configure');
       return { op: 'configure', indexes: IndexManager.validateDefs(v.indexes) };
     default:
-      throw bad(`unknown command op ${JSON.stringify(v.op)}`);
+      throw bad(`unknown command op ${quote(v.op)}`);
   }
 }
 
