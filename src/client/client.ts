@@ -72,6 +72,12 @@ export interface DkvClientOptions {
   readonly frameBytesMax?: number;
   /** Hung-connection detection: a ping every intervalMs, hung after timeoutMs (default 1000/2000). */
   readonly heartbeat?: Partial<HeartbeatPolicy>;
+  /**
+   * What a call does when a node sheds it with OVERLOADED: retry after a pause, within the
+   * call's timeout (true, the default), or fail at once with the OVERLOADED error (false: for
+   * callers with their own load shedding, and the overload benchmark).
+   */
+  readonly retryOverloaded?: boolean;
 }
 
 /** Fence names a lock and the token its holder was granted. */
@@ -172,6 +178,7 @@ export class DkvClient implements ClientCore {
   readonly store: string;
   readonly requestTimeoutMs: number;
   private readonly servers: readonly string[];
+  private readonly retryOverloaded: boolean;
   private readonly endpoints: Endpoints;
   private readonly session = new ClientSession(randomClientId());
   private routes: Routes | undefined;
@@ -193,6 +200,7 @@ export class DkvClient implements ClientCore {
     this.servers = opts.servers.map((s) => s.trim());
     this.store = opts.store ?? 'default';
     this.requestTimeoutMs = timeout;
+    this.retryOverloaded = opts.retryOverloaded !== false;
     this.endpoints = new Endpoints({
       frameBytesMax: opts.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX,
       connectTimeoutMs: Math.min(timeout, 2000),
@@ -664,6 +672,7 @@ export class DkvClient implements ClientCore {
             if (this.allFailed(routes, group, failed)) await pause();
             continue;
           case ErrorCode.Overloaded:
+            if (!this.retryOverloaded) throw e;
             await pause();
             continue;
           case ErrorCode.Cancelled:
