@@ -31,6 +31,8 @@ export const ErrorCode = {
   TooLarge: 'TOO_LARGE',
   /** A bounded queue or log is full; the caller should back off and retry. */
   Overloaded: 'OVERLOADED',
+  /** A store's quota (keys, bytes, watches, leases or locks) is used up; free some first. */
+  QuotaExceeded: 'QUOTA_EXCEEDED',
   /** The caller did not authenticate. */
   Unauthenticated: 'UNAUTHENTICATED',
   /** The caller is authenticated but not allowed to do this. */

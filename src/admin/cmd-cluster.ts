@@ -169,6 +169,21 @@ function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
 
+/** parseQuotas reads `--quota keys=1000,bytes=1048576`. */
+export function parseQuotas(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of text.split(',')) {
+    const m = /^\s*(keys|bytes|watches|leases|locks)\s*=\s*(\d+)\s*$/.exec(part);
+    if (m === null)
+      throw new DkvError(
+        ErrorCode.InvalidArgument,
+        `--quota ${JSON.stringify(part)}: want KIND=N with KIND keys, bytes, watches, leases or locks`,
+      );
+    out[m[1]!] = intOption(`--quota ${m[1]}`, m[2]!, 0);
+  }
+  return out;
+}
+
 /** addClusterCommands adds `dkv cluster ...` and `dkv store ...`. */
 export function addClusterCommands(program: Command): void {
   const cluster = program.command('cluster').description('the cluster: members, groups, leaders, placement');
@@ -293,8 +308,16 @@ export function addClusterCommands(program: Command): void {
       collect,
       [],
     )
+    .option(
+      '--quota <q>',
+      "quotas KIND=N,... with KIND keys, bytes, watches, leases, locks (0: unlimited; default: the nodes' quotas)",
+    )
     .action(
-      async (name: string, o: { partitions: string; replicas: string; index: string[] }, cmd: Command) => {
+      async (
+        name: string,
+        o: { partitions: string; replicas: string; index: string[]; quota?: string },
+        cmd: Command,
+      ) => {
         const g = globals(cmd);
         const r = (await adminCall(
           serversOf(g),
@@ -304,6 +327,7 @@ export function addClusterCommands(program: Command): void {
             partitions: intOption('--partitions', o.partitions, 1, 256),
             replicas: intOption('--replicas', o.replicas, 1, 7),
             indexes: o.index.map(parseIndexSpec),
+            ...(o.quota !== undefined && { quotas: parseQuotas(o.quota) }),
           },
           Math.max(intOption('--timeout', g.timeout, 1), 20_000),
         )) as { name: string; groups: unknown[]; ready: boolean };

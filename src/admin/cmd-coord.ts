@@ -19,10 +19,12 @@
  * Exit codes: 0 ok; 1 for a lease that does not exist (reported as NOT_FOUND with the server's
  * LEASE_NOT_FOUND message); 2 for any other error.
  */
+
 import type { Command } from 'commander';
 import { DkvClient } from '../client/client.js';
 import type { Lease } from '../client/leases.js';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
+import { cliSecurity } from './cli-security.js';
 import { type GlobalOptions, globals, intOption, serversOf, toJson } from './data-commands.js';
 
 function write(text: string): void {
@@ -31,6 +33,7 @@ function write(text: string): void {
 
 async function withClient<T>(g: GlobalOptions, fn: (client: DkvClient) => Promise<T>): Promise<T> {
   const client = await DkvClient.connect({
+    ...cliSecurity(),
     servers: serversOf(g),
     store: g.store,
     requestTimeoutMs: intOption('--timeout', g.timeout, 1),

@@ -20,6 +20,7 @@
  *   `counter set NAME VALUE [--ttl MS]` (prints the previous value), `counter del NAME`.
  *   Values are exact 64-bit integers; DELTA may be negative (`dkv counter add hits -5`).
  */
+
 import type { Command } from 'commander';
 import { DkvClient } from '../client/client.js';
 import { CounterHandle, type CounterValue } from '../client/counters.js';
@@ -27,10 +28,12 @@ import { countQuery, scanItems, streamQuery } from '../client/scan.js';
 import type { Item } from '../client/types.js';
 import { openWatch, type WatchEvent } from '../client/watch.js';
 import { DkvError, ErrorCode } from '../errors.js';
+import { cliSecurity } from './cli-security.js';
 import { type GlobalOptions, globals, intOption, serversOf, toJson } from './data-commands.js';
 
 async function withClient<T>(g: GlobalOptions, fn: (client: DkvClient) => Promise<T>): Promise<T> {
   const client = await DkvClient.connect({
+    ...cliSecurity(),
     servers: serversOf(g),
     store: g.store,
     requestTimeoutMs: intOption('--timeout', g.timeout, 1),

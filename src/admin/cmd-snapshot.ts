@@ -32,6 +32,7 @@
  * never leaves a file (nor clobbers an older one). Restore writes keys with bounded
  * concurrency (64 puts in flight), overwriting keys of the same name in the target store.
  */
+
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, stat, unlink } from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -43,6 +44,7 @@ import type { IndexDef } from '../client/scan.js';
 import type { Item } from '../client/types.js';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import { packr } from '../statemachine/codec.js';
+import { cliSecurity } from './cli-security.js';
 import { adminCall } from './cmd-cluster.js';
 import { globals, intOption, serversOf, toJson } from './data-commands.js';
 
@@ -653,7 +655,7 @@ async function connectToStore(
   const until = performance.now() + graceMs;
   for (;;) {
     try {
-      return await DkvClient.connect({ servers, store, requestTimeoutMs: timeoutMs });
+      return await DkvClient.connect({ ...cliSecurity(), servers, store, requestTimeoutMs: timeoutMs });
     } catch (err) {
       if (!isDkvError(err, ErrorCode.StoreNotFound) || performance.now() > until) throw err;
       await new Promise((r) => setTimeout(r, 200));
@@ -701,7 +703,12 @@ export function addSnapshotCommands(program: Command): void {
       const servers = serversOf(g);
       const timeoutMs = intOption('--timeout', g.timeout, 1);
       const layout = await describeStore(servers, g.store, timeoutMs);
-      const client = await DkvClient.connect({ servers, store: g.store, requestTimeoutMs: timeoutMs });
+      const client = await DkvClient.connect({
+        ...cliSecurity(),
+        servers,
+        store: g.store,
+        requestTimeoutMs: timeoutMs,
+      });
       let s: SaveSummary;
       try {
         s = await saveSnapshot(client, file, { layout, progress: printProgress });

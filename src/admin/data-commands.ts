@@ -5,12 +5,14 @@
  * and closes. A missing key or a failed condition is a DkvError with NOT_FOUND or
  * VERSION_MISMATCH, which the program maps to exit code 1.
  */
+
 import type { Command } from 'commander';
 import { DkvClient } from '../client/client.js';
 import { parseAddress } from '../client/endpoints.js';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import type { ClusterStatus } from '../transport/protocol.js';
 import { RpcClient } from '../transport/rpc-client.js';
+import { cliConnector, cliSecurity } from './cli-security.js';
 
 /** GlobalOptions are the program-wide options. */
 export interface GlobalOptions {
@@ -76,6 +78,7 @@ export function globals(cmd: Command): GlobalOptions {
 
 async function withClient<T>(g: GlobalOptions, fn: (client: DkvClient) => Promise<T>): Promise<T> {
   const client = await DkvClient.connect({
+    ...cliSecurity(),
     servers: serversOf(g),
     store: g.store,
     requestTimeoutMs: intOption('--timeout', g.timeout, 1),
@@ -110,11 +113,7 @@ export async function callServer(
 ): Promise<unknown> {
   const remaining = deadline - performance.now();
   if (remaining <= 0) throw new DkvError(ErrorCode.Timeout, `no time left to ask ${address}`);
-  const c = await RpcClient.connect({
-    ...parseAddress(address),
-    frameBytesMax: 16 << 20,
-    connectTimeoutMs: Math.max(1, Math.min(remaining, 2000)),
-  });
+  const { conn: c } = await cliConnector(16 << 20)(address, Math.max(1, Math.min(remaining, 2000)));
   try {
     return await c.call(op, args, { timeoutMs: Math.max(1, deadline - performance.now()) });
   } finally {

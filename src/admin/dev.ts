@@ -25,6 +25,7 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
+  readFileSync,
   readSync,
   statSync,
   writeFileSync,
@@ -34,10 +35,11 @@ import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { type Connection, type Connector, tcpConnector } from '../client/endpoints.js';
 import { DkvError, ErrorCode } from '../errors.js';
 import { LOG_FILE_NAME, readNodeConfig } from '../node/main.js';
 import type { ClusterStatus } from '../transport/protocol.js';
-import { RpcClient } from '../transport/rpc-client.js';
+import { tlsSockets } from '../transport/tls.js';
 
 /** DEV_HOST is where dev clusters listen. */
 export const DEV_HOST = '127.0.0.1';
@@ -73,6 +75,10 @@ export interface ClusterJson {
     dataDir: string;
     logFile: string;
   }[];
+  /** With --tls: the CA to check the nodes against, and root's client certificate. */
+  readonly tls?: { ca: string; cert: string; key: string };
+  /** With --auth: the auth file, and the file holding root's password. */
+  readonly auth?: { file: string; user: string; passwordFile: string };
 }
 
 /** planNodes lays out `nodes` nodes under `dir` from `basePort`. */
@@ -109,7 +115,7 @@ export function planNodes(dir: string, nodes: number, basePort: number, host = D
 export function nodeConfigOf(
   spec: NodeSpec,
   specs: readonly NodeSpec[],
-  extra: Readonly<Record<string, unknown>> = {},
+  extra: Readonly<Record<string, unknown>> | ((spec: NodeSpec) => Readonly<Record<string, unknown>>) = {},
 ): Record<string, unknown> {
   return {
     id: spec.id,
@@ -121,14 +127,14 @@ export function nodeConfigOf(
     peers: specs
       .filter((s) => s.id !== spec.id)
       .map((s) => ({ id: s.id, host: s.host, peerPort: s.peerPort, clientPort: s.clientPort })),
-    ...extra,
+    ...(typeof extra === 'function' ? extra(spec) : extra),
   };
 }
 
 /** writeNodeConfigs creates each node's directory and writes its config.json. */
 export function writeNodeConfigs(
   specs: readonly NodeSpec[],
-  extra: Readonly<Record<string, unknown>> = {},
+  extra: Readonly<Record<string, unknown>> | ((spec: NodeSpec) => Readonly<Record<string, unknown>>) = {},
 ): void {
   for (const s of specs) {
     mkdirSync(s.dataDir, { recursive: true });
@@ -400,7 +406,13 @@ export class LocalCluster {
   readonly specs: readonly NodeSpec[];
   readonly nodes: ReadonlyMap<number, NodeProcess>;
 
-  constructor(specs: readonly NodeSpec[], events: NodeProcessEvents = {}) {
+  /** How waitReady connects (default plain TCP; TLS and credentials for a secured cluster). */
+  private readonly connector: Connector;
+  /** What clusterJson reports about TLS and auth. */
+  security: Pick<ClusterJson, 'tls' | 'auth'> = {};
+
+  constructor(specs: readonly NodeSpec[], events: NodeProcessEvents = {}, connector?: Connector) {
+    this.connector = connector ?? tcpConnector(16 << 20);
     this.specs = specs;
     this.nodes = new Map(specs.map((s) => [s.id, new NodeProcess(s, events)]));
   }
@@ -441,7 +453,7 @@ export class LocalCluster {
   async waitReady(timeoutMs = 60_000, ids?: readonly number[]): Promise<void> {
     const deadline = performance.now() + timeoutMs;
     const which = ids ?? this.specs.map((s) => s.id);
-    const clients = new Map<number, RpcClient>();
+    const clients = new Map<number, Connection>();
     const problems = new Map<number, string>();
     try {
       for (;;) {
@@ -459,12 +471,7 @@ export class LocalCluster {
             try {
               let c = clients.get(id);
               if (c === undefined || c.closed) {
-                c = await RpcClient.connect({
-                  host: spec.host,
-                  port: spec.clientPort,
-                  frameBytesMax: 16 << 20,
-                  connectTimeoutMs: 1000,
-                });
+                c = (await this.connector(`${spec.host}:${spec.clientPort}`, 1000)).conn;
                 clients.set(id, c);
               }
               const p = problemOf((await c.call('status', {}, { timeoutMs: 2000 })) as ClusterStatus);
@@ -505,8 +512,96 @@ export class LocalCluster {
         dataDir: s.dataDir,
         logFile: s.logFile,
       })),
+      ...this.security,
     };
   }
+}
+
+/** devFiles are where `dkv dev --tls --auth` keeps its certificates and auth file. */
+function devFiles(dir: string) {
+  const root = resolve(dir);
+  const certs = join(root, 'certs');
+  return {
+    certs,
+    ca: join(certs, 'ca.pem'),
+    nodeCert: (id: number) => join(certs, `node-${id}.pem`),
+    nodeKey: (id: number) => join(certs, `node-${id}-key.pem`),
+    clientCert: join(certs, 'client-root.pem'),
+    clientKey: join(certs, 'client-root-key.pem'),
+    authFile: join(root, 'auth.json'),
+    passwordFile: join(root, 'root-password'),
+  };
+}
+
+/**
+ * makeDevSecurity makes a new dev cluster's certificates (a CA, one per node, one for the
+ * client root) and auth file (user root; the password, generated unless DKV_ROOT_PASSWORD
+ * gives one, goes to <dir>/root-password, mode 0600), and returns each node's config fields.
+ */
+async function makeDevSecurity(
+  dir: string,
+  specs: readonly NodeSpec[],
+  want: { tls: boolean; auth: boolean },
+  out: (line: string) => void,
+): Promise<(spec: NodeSpec) => Record<string, unknown>> {
+  const f = devFiles(dir);
+  if (want.tls) {
+    const { writeDevCerts } = await import('./certs.js');
+    await writeDevCerts(f.certs, { nodes: specs.map((s) => s.id), clients: ['root'] });
+    out(`[dev] certificates in ${f.certs}`);
+  }
+  if (want.auth) {
+    const { initAuthFile } = await import('./cmd-auth.js');
+    mkdirSync(resolve(dir), { recursive: true });
+    const r = initAuthFile(f.authFile, process.env.DKV_ROOT_PASSWORD);
+    writeFileSync(f.passwordFile, `${r.password}\n`, { mode: 0o600 });
+  }
+  return (spec) => ({
+    ...(want.tls && { tls: { ca: f.ca, cert: f.nodeCert(spec.id), key: f.nodeKey(spec.id) } }),
+    ...(want.auth && { auth: { file: f.authFile } }),
+  });
+}
+
+/**
+ * devSecurityOf reads what a dev dir's node configs turned on, and returns how to connect to
+ * its nodes (as root: the root client certificate, else the node token) and what
+ * cluster.json says about it.
+ */
+export function devSecurityOf(
+  dir: string,
+  specs: readonly NodeSpec[],
+): { connector: Connector; json: Pick<ClusterJson, 'tls' | 'auth'> } {
+  const f = devFiles(dir);
+  const first = specs[0];
+  const cfg =
+    first === undefined
+      ? {}
+      : (JSON.parse(readFileSync(first.configFile, 'utf8')) as Record<string, unknown>);
+  const tls = cfg.tls !== undefined;
+  const authCfg = cfg.auth as { file?: string } | undefined;
+  let token: string | undefined;
+  if (authCfg?.file !== undefined) {
+    const text = JSON.parse(readFileSync(authCfg.file, 'utf8')) as { nodeToken?: string };
+    token = text.nodeToken;
+  }
+  const connector = tcpConnector(16 << 20, {
+    ...(tls && {
+      sockets: tlsSockets(
+        { ca: readFileSync(f.ca), cert: readFileSync(f.clientCert), key: readFileSync(f.clientKey) },
+        { requireClientCert: false },
+      ),
+    }),
+    ...(token !== undefined && { auth: { token } }),
+  });
+  return {
+    connector,
+    json: {
+      ...(tls && { tls: { ca: f.ca, cert: f.clientCert, key: f.clientKey } }),
+      ...(authCfg?.file !== undefined && {
+        auth: { file: authCfg.file, user: 'root', passwordFile: f.passwordFile },
+      }),
+    },
+  };
 }
 
 /** DevOptions are `dkv dev`'s options. */
@@ -517,8 +612,14 @@ export interface DevOptions {
   /** Whether --base-port was given (a restart refuses a different one), or only defaulted. */
   readonly basePortGiven?: boolean;
   readonly readyTimeoutMs?: number;
-  /** Extra config fields for new clusters (tickMs, snapshotEntries...). */
-  readonly config?: Readonly<Record<string, unknown>>;
+  /** Extra config fields for new clusters (tickMs, snapshotEntries...), or per node. */
+  readonly config?:
+    | Readonly<Record<string, unknown>>
+    | ((spec: NodeSpec) => Readonly<Record<string, unknown>>);
+  /** A new cluster gets TLS (a development CA in <dir>/certs) and mutual TLS between nodes. */
+  readonly tls?: boolean;
+  /** A new cluster requires authentication (<dir>/auth.json, user root). */
+  readonly auth?: boolean;
   /** Where lines go (default: process.stdout / process.stderr). */
   readonly out?: (line: string) => void;
   readonly err?: (line: string) => void;
@@ -586,19 +687,53 @@ function signalOnce(): { promise: Promise<string>; onSecond: (f: () => void) => 
 export async function runDev(opts: DevOptions): Promise<void> {
   const out = opts.out ?? ((line: string) => void process.stdout.write(`${line}\n`));
   const err = opts.err ?? ((line: string) => void process.stderr.write(`${line}\n`));
-  const { specs, restarted } = prepareDevDir(opts);
+  const fresh = loadNodeSpecs(opts.dir) === undefined;
+  let config = opts.config;
+  if (fresh && (opts.tls === true || opts.auth === true)) {
+    const planned = planNodes(opts.dir, opts.nodes, opts.basePort);
+    const sec = await makeDevSecurity(
+      opts.dir,
+      planned,
+      { tls: opts.tls === true, auth: opts.auth === true },
+      out,
+    );
+    const base = opts.config;
+    config = (spec) => ({ ...(typeof base === 'function' ? base(spec) : base), ...sec(spec) });
+  }
+  const { specs, restarted } = prepareDevDir({ ...opts, ...(config !== undefined && { config }) });
   await checkPortsFree(specs);
+  const security = devSecurityOf(opts.dir, specs);
+  if (
+    restarted &&
+    (opts.tls === true || opts.auth === true) &&
+    security.json.tls === undefined &&
+    security.json.auth === undefined
+  )
+    err('[dev] --tls/--auth apply to a new cluster: this dir holds one without them (use another --dir)');
   const signals = opts.stopSignal === undefined ? signalOnce() : undefined;
   const stopRequested = opts.stopSignal ?? signals!.promise;
   let stopping = false;
-  const cluster = new LocalCluster(specs, {
-    onOutput: (id, line) => out(`[node${id}] ${line}`),
-    onExit: (id, exit) => {
-      if (exit.expected || stopping) return;
-      err(`[dev] ${cluster.node(id).describeExit(exit)}`);
-      err(`[dev] node ${id} died unexpectedly; the other nodes keep running`);
+  const cluster = new LocalCluster(
+    specs,
+    {
+      onOutput: (id, line) => out(`[node${id}] ${line}`),
+      onExit: (id, exit) => {
+        if (exit.expected || stopping) return;
+        err(`[dev] ${cluster.node(id).describeExit(exit)}`);
+        err(`[dev] node ${id} died unexpectedly; the other nodes keep running`);
+      },
     },
-  });
+    security.connector,
+  );
+  cluster.security = security.json;
+  if (security.json.tls)
+    out(
+      `[dev] TLS on: connect with --tls-ca ${security.json.tls.ca} (add --tls-cert ${security.json.tls.cert} --tls-key ${security.json.tls.key} to authenticate as root)`,
+    );
+  if (security.json.auth)
+    out(
+      `[dev] auth on: user root, password in ${security.json.auth.passwordFile}; users, roles, tokens: dkv auth ... --file ${security.json.auth.file}`,
+    );
   signals?.onSecond(() => {
     err('[dev] second signal: killing the nodes');
     void cluster.killAll();

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ErrorCode, isDkvError } from '../errors.js';
+import { type SecurityOptions, setCliSecurity } from './cli-security.js';
+import { addAuthCommands } from './cmd-auth.js';
 import { addClusterCommands } from './cmd-cluster.js';
 import { addCoordinationCommands } from './cmd-coord.js';
 import { addInstanceCommands } from './cmd-instance.js';
@@ -27,6 +29,13 @@ export function buildProgram(): Command {
     .option('--store <name>', 'store name', process.env.DKV_STORE ?? 'default')
     .option('--json', 'machine-readable output')
     .option('--timeout <ms>', 'request timeout in milliseconds', '5000')
+    .option('--tls-ca <file>', 'TLS: the CA to check the servers against (env DKV_TLS_CA)')
+    .option('--tls-cert <file>', 'TLS: a client certificate to present (env DKV_TLS_CERT)')
+    .option('--tls-key <file>', "TLS: the client certificate's key (env DKV_TLS_KEY)")
+    .option('--user <name>', 'authenticate as this user (env DKV_USER)')
+    .option('--password <pw>', "the user's password (env DKV_PASSWORD, which keeps it out of ps)")
+    .option('--token <token>', 'authenticate with a token (env DKV_TOKEN)')
+    .hook('preAction', (_cmd, action) => setCliSecurity(action.optsWithGlobals() as SecurityOptions))
     .exitOverride();
 
   program
@@ -35,16 +44,25 @@ export function buildProgram(): Command {
     .option('--nodes <n>', 'number of nodes', '3')
     .option('--dir <dir>', 'data directory (a restart with the same dir keeps the data)', '.dkv/dev')
     .option('--base-port <port>', 'first client port (peer ports +100, admin ports +200)', '7401')
-    .action(async (o: { nodes: string; dir: string; basePort: string }, cmd: Command) => {
-      // Loaded on use: the node runtime (LevelDB and all) is not needed by the data commands.
-      const { NODES_MAX, runDev } = await import('./dev.js');
-      await runDev({
-        nodes: intOption('--nodes', o.nodes, 1, NODES_MAX),
-        dir: o.dir,
-        basePort: intOption('--base-port', o.basePort, 1, 65535),
-        basePortGiven: cmd.getOptionValueSource('basePort') === 'cli',
-      });
-    });
+    .option('--tls', 'TLS on every port, mutual TLS between nodes (makes a development CA in <dir>/certs)')
+    .option('--auth', 'require authentication (makes <dir>/auth.json with user root; see dkv auth)')
+    .action(
+      async (
+        o: { nodes: string; dir: string; basePort: string; tls?: boolean; auth?: boolean },
+        cmd: Command,
+      ) => {
+        // Loaded on use: the node runtime (LevelDB and all) is not needed by the data commands.
+        const { NODES_MAX, runDev } = await import('./dev.js');
+        await runDev({
+          nodes: intOption('--nodes', o.nodes, 1, NODES_MAX),
+          dir: o.dir,
+          basePort: intOption('--base-port', o.basePort, 1, 65535),
+          basePortGiven: cmd.getOptionValueSource('basePort') === 'cli',
+          tls: o.tls === true,
+          auth: o.auth === true,
+        });
+      },
+    );
 
   program
     .command('node', { hidden: true })
@@ -61,6 +79,7 @@ export function buildProgram(): Command {
   addClusterCommands(program);
   addInstanceCommands(program);
   addSnapshotCommands(program);
+  addAuthCommands(program);
   return program;
 }
 

@@ -74,9 +74,15 @@ export class AdminApi {
    */
   async createStore(
     name: string,
-    opts: { partitions?: number; replicas?: number; indexes?: readonly IndexSpec[] } & CallOptions = {},
+    opts: {
+      partitions?: number;
+      replicas?: number;
+      indexes?: readonly IndexSpec[];
+      /** The store's quotas (what is left out: the nodes' defaults; 0: unlimited). */
+      quotas?: Partial<Record<'keys' | 'bytes' | 'watches' | 'leases' | 'locks', number>>;
+    } & CallOptions = {},
   ): Promise<StoreInfo> {
-    const { partitions, replicas, indexes, ...call } = opts;
+    const { partitions, replicas, indexes, quotas, ...call } = opts;
     return (await this.client.controlPlane(
       'store.create',
       {
@@ -84,6 +90,7 @@ export class AdminApi {
         ...(partitions !== undefined && { partitions }),
         ...(replicas !== undefined && { replicas }),
         ...(indexes !== undefined && { indexes }),
+        ...(quotas !== undefined && { quotas }),
       },
       { timeoutMs: 30_000, ...call },
     )) as StoreInfo;

@@ -28,11 +28,12 @@ import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import type { ReconnectPolicy } from '../transport/backoff.js';
 import type { ClusterStatus, Consistency, GroupInfo, ReadRequest } from '../transport/protocol.js';
 import { isTraceId, TRACE_LENGTH_MAX } from '../transport/rpc-protocol.js';
+import { tlsSockets } from '../transport/tls.js';
 import { AdminApi } from './admin.js';
 import type { CallOptions, ClientCore, ClientStream, Route, Target } from './core.js';
 import { CounterHandle } from './counters.js';
 import { embeddedFactory, type InProcOptions } from './embedded-hook.js';
-import { type Connection, Endpoints, type HeartbeatPolicy, parseAddress } from './endpoints.js';
+import { type Connection, Endpoints, type HeartbeatPolicy, parseAddress, tcpConnector } from './endpoints.js';
 import { LeaseApi, leaseForKey, leaseId } from './leases.js';
 import { LockApi } from './locks.js';
 import { checkPartitionMap, Routes } from './routing.js';
@@ -78,6 +79,22 @@ export interface DkvClientOptions {
    * callers with their own load shedding, and the overload benchmark).
    */
   readonly retryOverloaded?: boolean;
+  /**
+   * TLS: verify the servers against `ca` (PEM), and present `cert`/`key` when given (a client
+   * certificate the cluster's CA signed authenticates as the user its CN names).
+   */
+  readonly tls?: ClientTlsOptions;
+  /** Credentials every connection authenticates with (nodes with auth on require them). */
+  readonly auth?: { readonly user: string; readonly password: string } | { readonly token: string };
+}
+
+/** ClientTlsOptions are the client's TLS files' contents (PEM strings or buffers). */
+export interface ClientTlsOptions {
+  readonly ca: string | Uint8Array;
+  readonly cert?: string | Uint8Array;
+  readonly key?: string | Uint8Array;
+  /** The name the servers' certificates must carry, when it is not the host dialed. */
+  readonly servername?: string;
 }
 
 /** Fence names a lock and the token its holder was granted. */
@@ -201,8 +218,28 @@ export class DkvClient implements ClientCore {
     this.store = opts.store ?? 'default';
     this.requestTimeoutMs = timeout;
     this.retryOverloaded = opts.retryOverloaded !== false;
+    const frameBytesMax = opts.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX;
+    const tls = opts.tls;
+    if (opts.auth !== undefined) checkAuthOption(opts.auth);
+    const secure = tls !== undefined || opts.auth !== undefined;
     this.endpoints = new Endpoints({
-      frameBytesMax: opts.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX,
+      frameBytesMax,
+      ...(secure && {
+        connector: tcpConnector(frameBytesMax, {
+          ...(tls !== undefined && {
+            sockets: tlsSockets(
+              {
+                ca: Buffer.from(tls.ca),
+                ...(tls.cert !== undefined && { cert: Buffer.from(tls.cert) }),
+                ...(tls.key !== undefined && { key: Buffer.from(tls.key) }),
+              },
+              { requireClientCert: false },
+              tls.servername !== undefined ? { servername: tls.servername } : {},
+            ),
+          }),
+          ...(opts.auth !== undefined && { auth: opts.auth }),
+        }),
+      }),
       connectTimeoutMs: Math.min(timeout, 2000),
       reconnect: { ...DEFAULT_RECONNECT, ...opts.reconnect },
       ...(opts.heartbeat !== undefined && { heartbeat: opts.heartbeat }),
@@ -821,6 +858,15 @@ export class DkvClient implements ClientCore {
     if (performance.now() - this.lastMapFetchAt < MAP_REFRESH_MIN_MS) return;
     this.fetchMap(performance.now() + this.requestTimeoutMs).catch(() => undefined);
   }
+}
+
+/** checkAuthOption validates the auth option: { user, password } or { token }. */
+function checkAuthOption(a: unknown): void {
+  const o = (typeof a === 'object' && a !== null ? a : {}) as Record<string, unknown>;
+  const ok =
+    (typeof o.token === 'string' && o.token.length > 0) ||
+    (typeof o.user === 'string' && o.user.length > 0 && typeof o.password === 'string');
+  if (!ok) throw new DkvError(ErrorCode.InvalidArgument, 'auth must be { user, password } or { token }');
 }
 
 /** isRetryable tells whether a failure may pass by itself (redirects, overload, no quorum). */

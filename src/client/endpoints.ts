@@ -168,20 +168,36 @@ export function parseAddress(address: string): { host: string; port: number } {
  * connection can be destroyed like a failed one (its calls then fail with TIMEOUT or
  * UNAVAILABLE, never with the CANCELLED of a deliberate close).
  */
-export function tcpConnector(frameBytesMax: number): Connector {
+export function tcpConnector(frameBytesMax: number, security: ConnectorSecurity = {}): Connector {
+  const base = security.sockets ?? tcpSockets;
   return async (address, timeoutMs) => {
     const where = parseAddress(address);
     let socket: Socket | undefined;
     const sockets: SocketFactory = {
-      createServer: tcpSockets.createServer,
+      createServer: base.createServer,
       connect: (a, onConnect) => {
-        socket = tcpSockets.connect(a, onConnect);
+        socket = base.connect(a, onConnect);
         return socket;
       },
     };
     const conn = await RpcClient.connect({ ...where, frameBytesMax, connectTimeoutMs: timeoutMs, sockets });
+    if (security.auth !== undefined) {
+      // Every new connection authenticates before anything else is sent on it.
+      try {
+        await conn.call('auth', security.auth, { timeoutMs });
+      } catch (err) {
+        await conn.close();
+        throw err;
+      }
+    }
     return { conn, local: false, drop: (reason) => socket?.destroy(new Error(reason)) };
   };
+}
+
+/** ConnectorSecurity: TLS sockets, and the credentials each new connection authenticates with. */
+export interface ConnectorSecurity {
+  readonly sockets?: SocketFactory;
+  readonly auth?: { readonly user: string; readonly password: string } | { readonly token: string };
 }
 
 /** isConnectionFailure tells a failure of the connection itself from a server's answer. */

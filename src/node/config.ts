@@ -13,6 +13,57 @@ export interface PeerConfig {
   readonly clientPort: number;
 }
 
+/** TlsConfig names the PEM files of the node's TLS set-up (all three are required). */
+export interface TlsConfig {
+  /** The CA that signed every node's certificate (and the client certificates accepted). */
+  readonly ca: string;
+  /** This node's certificate: CN `node-<id>`, subjectAltName covering its host. */
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** AuthConfig turns authentication on: every client connection must authenticate first. */
+export interface AuthConfig {
+  /** The auth file (users, roles, tokens; `dkv auth init` makes one), re-read when it changes. */
+  readonly file: string;
+}
+
+/**
+ * StoreQuotas bound what one store may hold. Keys, bytes, leases and locks are enforced per
+ * partition group, as an equal share of the store's figure (ceil(quota / partitions)); watches
+ * per node. 0 is unlimited.
+ */
+export interface StoreQuotas {
+  readonly keys: number;
+  /** Keys' UTF-8 bytes plus values' encoded bytes. */
+  readonly bytes: number;
+  readonly watches: number;
+  readonly leases: number;
+  readonly locks: number;
+}
+
+/** QUOTA_DEFAULTS apply to a store created without its own quotas. */
+export const QUOTA_DEFAULTS: StoreQuotas = Object.freeze({
+  keys: 10_000_000,
+  bytes: 2 * 1024 ** 3,
+  watches: 100_000,
+  leases: 1_000_000,
+  locks: 1_000_000,
+});
+
+/** checkQuotas validates a (partial) quotas object and fills in `base` for what it leaves out. */
+export function checkQuotas(raw: unknown, base: StoreQuotas, field = 'quotas'): StoreQuotas {
+  if (raw === undefined) return base;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw bad(field, 'an object of keys, bytes, watches, leases, locks');
+  const o = raw as Record<string, unknown>;
+  for (const k of Object.keys(o))
+    if (!(k in base)) throw bad(`${field}.${k}`, 'one of keys, bytes, watches, leases, locks');
+  const out: Record<string, number> = { ...base };
+  for (const k of Object.keys(base)) if (o[k] !== undefined) out[k] = int(o, k, 0, Number.MAX_SAFE_INTEGER);
+  return out as unknown as StoreQuotas;
+}
+
 /** StoreBootstrap is a store created when the cluster is first formed. */
 export interface StoreBootstrap {
   readonly name: string;
@@ -58,6 +109,12 @@ export interface NodeConfig {
   readonly join: boolean;
   /** The node's log file (default `<dataDir>/node.log`). */
   readonly logFile: string | undefined;
+  /** TLS on every port (client: TLS; peer: mutual TLS; admin: HTTPS); undefined: plain TCP. */
+  readonly tls: TlsConfig | undefined;
+  /** Authentication and permissions; undefined: every client may do everything. */
+  readonly auth: AuthConfig | undefined;
+  /** Quotas of stores created without their own. */
+  readonly quotas: StoreQuotas;
 }
 
 export const NODE_DEFAULTS = Object.freeze({
@@ -121,6 +178,9 @@ export function checkNodeConfig(raw: unknown): NodeConfig {
     'balanceLeaders',
     'join',
     'logFile',
+    'tls',
+    'auth',
+    'quotas',
   ];
   for (const k of Object.keys(o))
     if (!known.includes(k)) throw bad(k, `one of the known fields (${known.join(', ')})`);
@@ -153,6 +213,22 @@ export function checkNodeConfig(raw: unknown): NodeConfig {
   const join = o.join ?? NODE_DEFAULTS.join;
   if (typeof join !== 'boolean') throw bad('join', 'true or false');
   const logFile = o.logFile === undefined ? undefined : str(o, 'logFile');
+  const obj = (field: string, fields: string[]): Record<string, unknown> | undefined => {
+    const v = o[field];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'object' || v === null || Array.isArray(v))
+      throw bad(field, `an object of ${fields.join(', ')}`);
+    for (const k of Object.keys(v))
+      if (!fields.includes(k)) throw bad(`${field}.${k}`, `one of ${fields.join(', ')}`);
+    return v as Record<string, unknown>;
+  };
+  const tlsRaw = obj('tls', ['ca', 'cert', 'key']);
+  const tls =
+    tlsRaw === undefined
+      ? undefined
+      : { ca: str(tlsRaw, 'ca'), cert: str(tlsRaw, 'cert'), key: str(tlsRaw, 'key') };
+  const authRaw = obj('auth', ['file']);
+  const auth = authRaw === undefined ? undefined : { file: str(authRaw, 'file') };
   const cfg: NodeConfig = {
     id,
     clusterId: str(o, 'clusterId', NODE_DEFAULTS.clusterId),
@@ -175,6 +251,9 @@ export function checkNodeConfig(raw: unknown): NodeConfig {
     balanceLeaders: balance,
     join,
     logFile,
+    tls,
+    auth,
+    quotas: checkQuotas(o.quotas, QUOTA_DEFAULTS),
   };
   if (cfg.heartbeatTicks >= cfg.electionTicks) throw bad('heartbeatTicks', 'less than electionTicks');
   return cfg;

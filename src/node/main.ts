@@ -22,9 +22,11 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { join } from 'node:path';
 import pino from 'pino';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
+import { readTlsFiles } from '../transport/tls.js';
 import { checkNodeConfig, type NodeConfig } from './config.js';
 import { StatsHistory, serveDashboard } from './dashboard.js';
 import { NodeMetrics } from './metrics.js';
@@ -71,6 +73,8 @@ export function readNodeConfig(configPath: string): NodeConfig {
 
 /** AdminOptions add the test-only endpoints to the admin server. */
 export interface AdminOptions {
+  /** Serve HTTPS with this certificate and key (the node's, when TLS is configured). */
+  readonly tls?: { readonly cert: Buffer | string; readonly key: Buffer | string };
   /** testClock: serve `GET` and `POST /test/clock` to read and move it (the `clock` test hook). */
   readonly testClock?: SkewedClock;
   /** onClockSet is told each time `POST /test/clock` moved the clock. */
@@ -161,7 +165,7 @@ export function serveAdmin(
   opts: AdminOptions = {},
 ): Promise<Server> {
   const metrics = opts.metrics ?? new NodeMetrics({ processMetrics: false }).attach(node);
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === TEST_CLOCK_PATH && opts.testClock !== undefined) {
       try {
@@ -199,7 +203,14 @@ export function serveAdmin(
     } catch (err) {
       res.writeHead(500, { 'content-type': 'text/plain' }).end(`internal error: ${String(err)}\n`);
     }
-  });
+  };
+  const server: Server =
+    opts.tls === undefined
+      ? createServer(handler)
+      : (createHttpsServer(
+          { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' },
+          handler,
+        ) as unknown as Server);
   server.keepAliveTimeout = 5000;
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
@@ -293,9 +304,11 @@ export async function runNode(configPath: string): Promise<never> {
   try {
     if (cfg.adminPort !== 0) {
       history.start(() => node.groupStats());
+      const tls = cfg.tls === undefined ? undefined : readTlsFiles(cfg.tls);
       admin = await serveAdmin(node, cfg.host, cfg.adminPort, {
         history,
         metrics,
+        ...(tls?.cert !== undefined && tls.key !== undefined && { tls: { cert: tls.cert, key: tls.key } }),
         ...(testClock !== undefined && {
           testClock,
           onClockSet: (skew: ClockSkew) =>

@@ -26,10 +26,12 @@
  *
  * Everything here is pure: no clock, no I/O; the node feeds it the state it sees.
  */
+
 import type { IndexDef } from '../engines/index-manager.js';
 import { DkvError, ErrorCode } from '../errors.js';
 import type { ConfState } from '../raft/index.js';
 import type { MemberState } from '../transport/protocol.js';
+import type { StoreQuotas } from './config.js';
 
 /** METADATA_GROUP is the id of the group that holds the cluster's own state. */
 export const METADATA_GROUP = 0;
@@ -67,6 +69,8 @@ export interface MetaStore {
   readonly replicas: number;
   readonly indexes: IndexDef[];
   readonly groups: MetaGroup[];
+  /** The store's own quotas (absent: the nodes' configured defaults). */
+  readonly quotas?: StoreQuotas;
 }
 
 /** Meta is the whole metadata, parsed. */
@@ -138,6 +142,7 @@ export function parseStore(v: unknown): MetaStore | undefined {
     replicas: Number.isSafeInteger(v.replicas) ? (v.replicas as number) : 3,
     indexes: Array.isArray(v.indexes) ? (v.indexes as IndexDef[]) : [],
     groups,
+    ...(isRecord(v.quotas) && { quotas: v.quotas as unknown as StoreQuotas }),
   };
 }
 
@@ -405,6 +410,7 @@ export function planStore(
   replicas: number,
   indexes: IndexDef[],
   slotsOf: (partitions: number) => [number, number][],
+  quotas?: StoreQuotas,
 ): MetaStore {
   if (!STORE_NAME.test(name)) {
     throw new DkvError(
@@ -437,5 +443,5 @@ export function planStore(
     for (const r of chosen) load.set(r, (load.get(r) ?? 0) + 1);
     return { id: meta.nextGroup + i, slots: [range], replicas: chosen, initial: chosen };
   });
-  return { name, epoch: meta.epoch + 1, partitions, replicas, indexes, groups };
+  return { name, epoch: meta.epoch + 1, partitions, replicas, indexes, groups, ...(quotas && { quotas }) };
 }

@@ -55,7 +55,7 @@ import {
   type Ready,
 } from '../raft/index.js';
 import { SeededRandom } from '../random.js';
-import { encodeEnvelope } from '../statemachine/codec.js';
+import { encodeEnvelope, valueBytes } from '../statemachine/codec.js';
 import { type Command, validateCommand } from '../statemachine/commands.js';
 import { NodeStorage, type PersistItem } from '../storage/node-storage.js';
 import {
@@ -84,7 +84,10 @@ import {
   type WatchArgs,
 } from '../transport/protocol.js';
 import { evenSlots, slotOf } from '../transport/slots.js';
-import type { NodeConfig } from './config.js';
+import type { SocketFactory } from '../transport/sockets.js';
+import { certCommonName, readTlsFiles, type TlsMaterial, tlsSockets } from '../transport/tls.js';
+import { ALL_ACCESS, Authenticator, authorize, checkCredentials, needsOf, type Principal } from './auth.js';
+import { checkQuotas, type NodeConfig, type StoreQuotas } from './config.js';
 import { GroupReplica, type ReadWaiter } from './group.js';
 import {
   groupTargets,
@@ -132,6 +135,8 @@ interface StoreLayout {
   readonly groups: { id: number; slots: [number, number][]; replicas: number[] }[];
   /** slotGroup[slot] is the group id that owns it. */
   readonly slotGroup: Int32Array;
+  /** The store's own quotas (else the node's defaults). */
+  readonly quotas?: StoreQuotas | undefined;
 }
 
 /** KeepAliveStream is one open `keepalive` stream. */
@@ -149,6 +154,7 @@ const INPROC_CONTEXT: RpcContext = {
   connectionId: 0,
   remoteAddress: 'inproc',
   signal: new AbortController().signal,
+  session: { principal: ALL_ACCESS, certCommonName: undefined },
 };
 
 /** WATCH_DRAIN_RETRY_MS is how soon a watch stream whose socket was full tries again. */
@@ -231,6 +237,7 @@ function storeLayoutOf(s: MetaStore): StoreLayout {
     epoch: s.epoch,
     groups: s.groups.map((g) => ({ id: g.id, slots: g.slots, replicas: g.replicas })),
     slotGroup,
+    quotas: s.quotas,
   };
 }
 
@@ -274,6 +281,19 @@ export class DkvNode {
   private lastReports: { at: number; reports: Map<number, NodeStatus> } | undefined;
   private transport: PeerTransport<PeerMessage> | undefined;
   private rpc: RpcServer | undefined;
+  /** TLS material (config `tls`), loaded at construction. */
+  private readonly tls: TlsMaterial | undefined;
+  /** Authentication (config `auth`); undefined: every client may do everything. */
+  private readonly auth: Authenticator | undefined;
+  /** Open watch streams of this node, by store (the watches quota). */
+  private readonly watchesByStore = new Map<string, number>();
+  /** Failed TLS handshakes and authentications (metrics, tests). */
+  readonly securityStats = {
+    tlsHandshakeFailures: 0,
+    authFailures: 0,
+    permissionDenied: 0,
+    quotaExceeded: 0,
+  };
   private ticker: NodeJS.Timeout | undefined;
   private balancer: NodeJS.Timeout | undefined;
   private running = false;
@@ -299,6 +319,49 @@ export class DkvNode {
       for (const g of s.groups) this.storeOfGroup.set(g.id, s.name);
     }
     for (const p of cfg.peers) this.clientAddrOf.set(p.id, `${p.host}:${p.clientPort}`);
+    this.tls = cfg.tls === undefined ? undefined : readTlsFiles(cfg.tls);
+    this.auth = cfg.auth === undefined ? undefined : Authenticator.fromFile(cfg.auth.file, log);
+  }
+
+  /** socketsFor makes the TLS socket factory of one port (undefined: plain TCP). */
+  private socketsFor(port: 'client' | 'peer'): SocketFactory | undefined {
+    if (this.tls === undefined) return undefined;
+    return tlsSockets(this.tls, {
+      requireClientCert: port === 'peer',
+      onHandshakeError: (err, remote) => {
+        this.securityStats.tlsHandshakeFailures++;
+        this.log('warn', 'tls handshake refused', { port, remote, err: err.message });
+      },
+    });
+  }
+
+  /** checkPeerCert: with TLS, a peer's certificate must be the one of the node id it claims. */
+  private checkPeerCert(socket: import('node:net').Socket, nodeId: number): string | undefined {
+    if (this.tls === undefined) return undefined;
+    const cn = certCommonName(socket);
+    return cn === `node-${nodeId}`
+      ? undefined
+      : `node ${nodeId} presented the certificate of ${cn === undefined ? 'nobody' : quote(cn)}`;
+  }
+
+  /** internalClient connects to another node's client port, authenticated as a node. */
+  private async internalClient(address: Address, timeoutMs: number): Promise<RpcClient> {
+    const sockets = this.socketsFor('client');
+    const c = await RpcClient.connect({
+      ...address,
+      frameBytesMax: this.cfg.frameBytesMax,
+      connectTimeoutMs: timeoutMs,
+      ...(sockets && { sockets }),
+    });
+    if (this.auth !== undefined) {
+      try {
+        await c.call('auth', { token: this.auth.nodeToken }, { timeoutMs });
+      } catch (err) {
+        await c.close();
+        throw err;
+      }
+    }
+    return c;
   }
 
   /**
@@ -411,6 +474,10 @@ export class DkvNode {
       reconnect: { initialDelayMs: 50, maxDelayMs: 1000, multiplier: 2, jitter: 0.2 },
       random: new SeededRandom((this.id * 31 + this.clock.nowMs()) >>> 0),
       validate: validatePeerMessage,
+      ...(this.tls && {
+        sockets: this.socketsFor('peer'),
+        checkPeer: (socket, nodeId) => this.checkPeerCert(socket, nodeId),
+      }),
       onMessages: (from, msgs) => this.onPeerMessages(from, msgs),
       onPeerState: (peer, up) => this.onPeerState(peer, up),
       log: this.log,
@@ -421,6 +488,7 @@ export class DkvNode {
       frameBytesMax: this.cfg.frameBytesMax,
       inFlightMax: this.cfg.inFlightMax,
       log: this.log,
+      ...(this.tls && { sockets: this.socketsFor('client') }),
       handlers: {
         ops: CLIENT_OPS,
         unary: (op, args, ctx) => this.unary(op, args, ctx),
@@ -823,6 +891,7 @@ export class DkvNode {
   private controlTick(): void {
     if (this.stopped) return;
     this.controlRounds++;
+    this.auth?.reloadIfChanged();
     try {
       if (this.meta) {
         this.confSteps();
@@ -1086,11 +1155,7 @@ export class DkvNode {
     if (!c) {
       const a = parseHostPort(address);
       if (!a) return Promise.reject(new DkvError(ErrorCode.InvalidArgument, `bad address ${address}`));
-      c = RpcClient.connect({
-        ...a,
-        frameBytesMax: this.cfg.frameBytesMax,
-        connectTimeoutMs: STATUS_TIMEOUT_MS,
-      });
+      c = this.internalClient(a, STATUS_TIMEOUT_MS);
       c.catch(() => this.statusClients.delete(address));
       this.statusClients.set(address, c);
     }
@@ -1235,7 +1300,16 @@ export class DkvNode {
         const indexes = IndexManager.validateDefs(a.indexes ?? []) as IndexDef[];
         const partitions = a.partitions ?? 6;
         const replicas = a.replicas ?? REPLICAS;
-        const s = planStore(meta, name(), partitions as number, replicas as number, [...indexes], evenSlots);
+        const quotas = a.quotas === undefined ? undefined : checkQuotas(a.quotas, this.cfg.quotas);
+        const s = planStore(
+          meta,
+          name(),
+          partitions as number,
+          replicas as number,
+          [...indexes],
+          evenSlots,
+          quotas,
+        );
         await this.metaWrite(meta, [
           { op: 'put', key: `${MetaKeys.storePrefix}${s.name}`, value: s },
           { op: 'put', key: MetaKeys.nextGroup, value: meta.nextGroup + s.groups.length },
@@ -1304,6 +1378,7 @@ export class DkvNode {
     const led = this.lastReports ? actualMembership(this.lastReports.reports) : new Map();
     return {
       ...s,
+      quotas: s.quotas ?? this.cfg.quotas,
       groups: s.groups.map((g) => ({
         ...g,
         leader: led.get(g.id)?.leader ?? this.groups.get(g.id)?.leader ?? 0,
@@ -1320,11 +1395,7 @@ export class DkvNode {
       );
     }
     let hello: Hello;
-    const c = await RpcClient.connect({
-      ...parseHostPort(address)!,
-      frameBytesMax: this.cfg.frameBytesMax,
-      connectTimeoutMs: 3000,
-    }).catch((err: unknown) => {
+    const c = await this.internalClient(parseHostPort(address)!, 3000).catch((err: unknown) => {
       throw new DkvError(ErrorCode.Unavailable, `cannot reach the new node at ${address}: ${String(err)}`);
     });
     try {
@@ -1647,6 +1718,7 @@ export class DkvNode {
     // Validate now (INVALID_ARGUMENT before anything is proposed), and use the clean copy.
     const cmd = validateCommand(args.cmd);
     const s = this.store(args.store);
+    this.checkQuota(s, g, cmd);
     for (const k of this.keysOf(cmd)) {
       if (s.slotGroup[slotOf(k)] !== g.id) {
         throw new DkvError(
@@ -1656,6 +1728,57 @@ export class DkvNode {
       }
     }
     return this.proposeTo(g, cmd, args.session);
+  }
+
+  /**
+   * checkQuota refuses, with QUOTA_EXCEEDED, a command that would take its group past its
+   * share of the store's quotas (ceil(quota / partitions)): a new key past `keys`, bytes past
+   * `bytes`, a new lease past `leases`, a new lock past `locks`. The leader checks before it
+   * proposes (the quota is not part of the replicated state, so replicas never disagree on an
+   * entry's outcome); proposals already in flight may take a group a little past it.
+   * Deletes, overwrites that shrink, releases and revokes are always allowed.
+   */
+  private checkQuota(s: StoreLayout, g: GroupReplica, cmd: Command): void {
+    const q = s.quotas ?? this.cfg.quotas;
+    const parts = Math.max(1, s.groups.length);
+    const share = (n: number): number => (n === 0 ? Number.POSITIVE_INFINITY : Math.ceil(n / parts));
+    const st = g.sm.stats();
+    const now = this.replicatedNow(g);
+    const refuse = (what: keyof StoreQuotas, have: number): never => {
+      this.securityStats.quotaExceeded++;
+      throw new DkvError(
+        ErrorCode.QuotaExceeded,
+        `store ${quote(s.name)} is at its ${what} quota in group ${g.id} (${have} of a share of ${share(q[what])}; quota ${q[what]} over ${parts} partitions)`,
+        { group: g.id },
+      );
+    };
+    const puts: { key: string; value: unknown }[] =
+      cmd.op === 'put'
+        ? [cmd]
+        : cmd.op === 'txn'
+          ? [...cmd.success, ...cmd.failure].filter(
+              (o): o is typeof o & { op: 'put'; key: string; value: unknown } => o.op === 'put',
+            )
+          : [];
+    if (puts.length > 0) {
+      const newKeys = puts.filter((o) => g.sm.get(o.key, now) === undefined).length;
+      if (newKeys > 0 && st.keys + newKeys > share(q.keys)) refuse('keys', st.keys);
+      // Encoding is only worth it near the limit: far from it, no frame can reach it.
+      if (st.bytes + this.cfg.frameBytesMax >= share(q.bytes)) {
+        let add = 0;
+        for (const o of puts) add += Buffer.byteLength(o.key) + valueBytes(o.value);
+        if (st.bytes + add > share(q.bytes)) refuse('bytes', st.bytes);
+      }
+    }
+    if (cmd.op === 'lease.grant' || (cmd.op === 'lock.acquire' && 'ttlMs' in cmd)) {
+      if (st.leases + 1 > share(q.leases)) refuse('leases', st.leases);
+    }
+    if (
+      cmd.op === 'lock.acquire' &&
+      st.locks + 1 > share(q.locks) &&
+      g.sm.lockDescribe(cmd.name, now) === undefined
+    )
+      refuse('locks', st.locks);
   }
 
   private read(args: ReadArgs): unknown {
@@ -1740,7 +1863,7 @@ export class DkvNode {
     const done = (err: unknown): void => this.finishRequest(op, a, ctx, t0, err);
     let r: unknown;
     try {
-      r = this.serve(op, a);
+      r = this.auth !== undefined && op !== 'hello' ? this.guarded(op, a, ctx) : this.serve(op, a, ctx);
     } catch (err) {
       done(err);
       throw err;
@@ -1798,9 +1921,66 @@ export class DkvNode {
     this.log(slow ? 'warn' : 'debug', slow ? 'slow request' : 'request', fields);
   }
 
-  private serve(op: string, a: Record<string, unknown>): unknown {
+  /**
+   * principalOf is who the connection is: authenticated with the auth op, else its verified
+   * client certificate's user, else nobody (UNAUTHENTICATED).
+   */
+  private principalOf(ctx: RpcContext): Principal {
+    const auth = this.auth!;
+    let p = ctx.session.principal as Principal | undefined;
+    if (p === undefined) {
+      p = auth.principalOfCert(ctx.session.certCommonName);
+      if (p !== undefined) ctx.session.principal = p;
+    }
+    if (p === undefined)
+      throw new DkvError(
+        ErrorCode.Unauthenticated,
+        'authenticate first (a user and password, a token, or a client certificate)',
+      );
+    return p;
+  }
+
+  /** guarded serves an op on a node with authentication on: who, then may they. */
+  private guarded(op: string, a: Record<string, unknown>, ctx: RpcContext): unknown {
+    if (op === 'auth') return this.authenticate(a, ctx);
+    const p = this.principalOf(ctx);
+    const { needs, what } = needsOf(op, a);
+    try {
+      authorize(p, needs, what);
+    } catch (err) {
+      this.securityStats.permissionDenied++;
+      throw err;
+    }
+    return this.serve(op, a, ctx);
+  }
+
+  private async authenticate(a: Record<string, unknown>, ctx: RpcContext): Promise<unknown> {
+    const creds = checkCredentials(a);
+    try {
+      const p = await this.auth!.authenticate(creds, this.clock.nowMs());
+      ctx.session.principal = p;
+      return { user: p.user };
+    } catch (err) {
+      this.securityStats.authFailures++;
+      this.log('warn', 'authentication failed', {
+        user: 'user' in creds ? creds.user.slice(0, 64) : '(token)',
+        from: ctx.remoteAddress,
+        reason: (err as Error).message,
+      });
+      throw err;
+    }
+  }
+
+  private serve(op: string, a: Record<string, unknown>, ctx: RpcContext): unknown {
     if (this.stopped) throw new DkvError(ErrorCode.Unavailable, `node ${this.id} is stopping`);
     switch (op) {
+      case 'auth':
+        // Without auth configured, authenticating always succeeds (clients need not know).
+        if (this.auth === undefined) {
+          checkCredentials(a);
+          return { user: 'user' in a ? a.user : 'token' };
+        }
+        return this.authenticate(a, ctx);
       case 'hello': {
         const hello: Hello = { nodeId: this.id, clusterId: this.cfg.clusterId, protocol: 1 };
         return this.transport
@@ -1825,7 +2005,20 @@ export class DkvNode {
     }
   }
 
-  private stream(op: string, args: unknown, _ctx: RpcContext, sink: StreamSink): (() => void) | undefined {
+  private stream(op: string, args: unknown, ctx: RpcContext, sink: StreamSink): (() => void) | undefined {
+    if (this.auth !== undefined) {
+      const p = this.principalOf(ctx);
+      const { needs, what } = needsOf(
+        op,
+        (typeof args === 'object' && args !== null ? args : {}) as Record<string, unknown>,
+      );
+      try {
+        authorize(p, needs, what);
+      } catch (err) {
+        this.securityStats.permissionDenied++;
+        throw err;
+      }
+    }
     if (op === 'keepalive') {
       const a = (typeof args === 'object' && args !== null ? args : {}) as KeepAliveArgs;
       const cleanup = this.openKeepAlive(a, sink);
@@ -1836,6 +2029,17 @@ export class DkvNode {
     if (op !== 'watch') throw new DkvError(ErrorCode.InvalidArgument, `unknown stream op ${op}`);
     const a = (typeof args === 'object' && args !== null ? args : {}) as WatchArgs;
     const g = this.route(a);
+    const storeName = a.store;
+    const s = this.store(storeName);
+    const watchMax = (s.quotas ?? this.cfg.quotas).watches;
+    const open = this.watchesByStore.get(storeName) ?? 0;
+    if (watchMax > 0 && open >= watchMax) {
+      this.securityStats.quotaExceeded++;
+      throw new DkvError(
+        ErrorCode.QuotaExceeded,
+        `store ${quote(storeName)} has ${open} watches open on node ${this.id}, its quota (watches ${watchMax} per node)`,
+      );
+    }
     const sub = g.sm.watch(
       {
         ...(a.key !== undefined && { key: a.key }),
@@ -1872,10 +2076,17 @@ export class DkvNode {
         }
       }
     };
+    this.watchesByStore.set(storeName, open + 1);
     drain();
+    let closed = false;
     return () => {
       over = true;
       sub.close();
+      if (closed) return;
+      closed = true;
+      const n = (this.watchesByStore.get(storeName) ?? 1) - 1;
+      if (n <= 0) this.watchesByStore.delete(storeName);
+      else this.watchesByStore.set(storeName, n);
     };
   }
 

@@ -99,6 +99,12 @@ export interface PeerTransportOptions<M> {
   readonly clock?: Clock;
   /** The socket seam (default plain TCP); TLS plugs in here. */
   readonly sockets?: SocketFactory;
+  /**
+   * checkPeer vets the other end of a handshake once it names its node id, on both sides: a
+   * reason refuses the connection (with mutual TLS, the node checks that the certificate is
+   * that node's own). Undefined accepts.
+   */
+  readonly checkPeer?: (socket: Socket, nodeId: number) => string | undefined;
 }
 
 /** PeerLinkStats counts one peer link's traffic since the transport started. */
@@ -547,7 +553,7 @@ export class PeerTransport<M> {
               ? `node ${hello.nodeId} must wait to be dialed by lower node ${this.nodeId}`
               : link.conn !== undefined
                 ? `node ${hello.nodeId} is already connected`
-                : undefined;
+                : this.opts.checkPeer?.(conn.socket, hello.nodeId);
     if (refusal !== undefined || link === undefined) {
       const reason = refusal ?? 'unknown peer';
       this.writeFrame(conn, encodeFrame({ hello: PEER_PROTOCOL_VERSION, reject: reason }));
@@ -578,6 +584,8 @@ export class PeerTransport<M> {
         ErrorCode.InvalidArgument,
         `dialed node ${conn.peer} but node ${hello.nodeId} answered`,
       );
+    const refusal = this.opts.checkPeer?.(conn.socket, hello.nodeId);
+    if (refusal !== undefined) throw new DkvError(ErrorCode.PermissionDenied, `peer refused: ${refusal}`);
     if (link === undefined || link.pending !== conn) {
       this.closeConn(conn, 'connection no longer wanted', 'debug');
       return;

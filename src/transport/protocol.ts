@@ -13,6 +13,11 @@ export const SLOT_COUNT = 1024;
 export const CLIENT_OPS = {
   /** {} -> Hello */
   hello: 'unary',
+  /**
+   * { user, password } | { token } -> { user }: authenticates the connection (nodes with
+   * `auth` configured refuse every other op but hello with UNAUTHENTICATED until then)
+   */
+  auth: 'unary',
   /** { store } -> PartitionMap */
   map: 'unary',
   /**

@@ -42,6 +42,7 @@ import {
   type SocketFactory,
   tcpSockets,
 } from './sockets.js';
+import { certCommonName } from './tls.js';
 
 /** Unsent output on a connection at which stream pushes report backpressure (1 MiB). */
 const STREAM_PAUSE_BYTES = 1 << 20;
@@ -60,6 +61,19 @@ export interface RpcContext {
   readonly trace?: string | undefined;
   /** Aborted when the client cancels the request or the connection closes (created on first use). */
   readonly signal: AbortSignal;
+  /** The connection's session: who is on the other end (shared by its requests). */
+  readonly session: ConnectionSession;
+}
+
+/**
+ * ConnectionSession is per-connection state the handlers keep: who authenticated on it. The
+ * transport only fills in what it knows from TLS.
+ */
+export interface ConnectionSession {
+  /** Set by the handlers once the connection authenticates (the node's auth op). */
+  principal: unknown;
+  /** The subject CN of the client certificate the CA verified (TLS only). */
+  readonly certCommonName: string | undefined;
 }
 
 /** StreamSink is how a stream handler sends; every call after the stream finished is ignored. */
@@ -127,6 +141,7 @@ class Context implements RpcContext {
   readonly connectionId: number;
   readonly remoteAddress: string;
   readonly trace: string | undefined;
+  readonly session: ConnectionSession;
   private controller: AbortController | undefined;
   private aborted = false;
 
@@ -136,6 +151,7 @@ class Context implements RpcContext {
     this.connectionId = conn.id;
     this.remoteAddress = conn.remote;
     this.trace = trace;
+    this.session = conn.session;
   }
 
   get signal(): AbortSignal {
@@ -159,6 +175,7 @@ class ServerConnection {
   readonly socket: Socket;
   readonly remote: string;
   readonly decoder: FrameDecoder;
+  readonly session: ConnectionSession;
   /** Requests whose answer is still owed, by id. */
   readonly inFlight = new Map<number, InFlight>();
   /** Handlers still running, cancelled ones included. Invariant: busy >= inFlight.size. */
@@ -176,6 +193,7 @@ class ServerConnection {
     this.socket = socket;
     this.remote = remoteOf(socket);
     this.decoder = new FrameDecoder({ frameBytesMax });
+    this.session = { principal: undefined, certCommonName: certCommonName(socket) };
   }
 }
 

@@ -27,8 +27,8 @@ async function freePort(): Promise<number> {
 export interface FixtureOptions {
   readonly nodes?: number;
   readonly partitions?: number;
-  /** Extra node config fields (tickMs, snapshotEntries, balanceLeaders, ...). */
-  readonly config?: Record<string, unknown>;
+  /** Extra node config fields (tickMs, snapshotEntries, balanceLeaders, ...), or per node id. */
+  readonly config?: Record<string, unknown> | ((id: number) => Record<string, unknown>);
 }
 
 export class InProcCluster {
@@ -36,6 +36,8 @@ export class InProcCluster {
   readonly cfgs: NodeConfig[];
   readonly nodes: (DkvNode | undefined)[];
   private readonly clients: DkvClient[] = [];
+  /** Options every client gets unless the test overrides them (credentials, TLS). */
+  clientDefaults: Partial<DkvClientOptions> = {};
 
   private constructor(dir: string, cfgs: NodeConfig[]) {
     this.dir = dir;
@@ -61,7 +63,7 @@ export class InProcCluster {
           .filter((x) => x !== id)
           .map((x) => ({ id: x, host: '127.0.0.1', peerPort: peer(x), clientPort: client(x) })),
         stores: [{ name: 'default', partitions: opts.partitions ?? 3 }],
-        ...opts.config,
+        ...(typeof opts.config === 'function' ? opts.config(id) : opts.config),
       }),
     );
     const c = new InProcCluster(dir, cfgs);
@@ -82,7 +84,12 @@ export class InProcCluster {
 
   /** client connects a DkvClient (closed by `close`). */
   async client(opts: Partial<DkvClientOptions> = {}): Promise<DkvClient> {
-    const c = await DkvClient.connect({ servers: this.servers, requestTimeoutMs: 8000, ...opts });
+    const c = await DkvClient.connect({
+      servers: this.servers,
+      requestTimeoutMs: 8000,
+      ...this.clientDefaults,
+      ...opts,
+    });
     this.clients.push(c);
     return c;
   }
