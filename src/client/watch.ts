@@ -122,6 +122,7 @@ const FATAL: ReadonlySet<string> = new Set([
   ErrorCode.StoreNotFound,
   ErrorCode.Unauthenticated,
   ErrorCode.PermissionDenied,
+  ErrorCode.QuotaExceeded,
   ErrorCode.Unsupported,
   ErrorCode.TooLarge,
 ]);
