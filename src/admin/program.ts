@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ErrorCode, isDkvError } from '../errors.js';
+import { addCertsCommands } from './certs.js';
 import { type SecurityOptions, setCliSecurity } from './cli-security.js';
 import { addAuthCommands } from './cmd-auth.js';
 import { addClusterCommands } from './cmd-cluster.js';
@@ -80,6 +81,7 @@ export function buildProgram(): Command {
   addInstanceCommands(program);
   addSnapshotCommands(program);
   addAuthCommands(program);
+  addCertsCommands(program);
   return program;
 }
 
