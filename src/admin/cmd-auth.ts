@@ -5,10 +5,10 @@
  * its mtime moves). Give every node the same file.
  *
  *     dkv auth init --file F [--root-password P]     the file, with user root (role root)
- *     dkv auth user add NAME --file F --password P [--role R ...]
+ *     dkv auth user add NAME --file F --new-password P [--role R ...]
  *     dkv auth user remove NAME --file F
  *     dkv auth role add NAME --file F --grant STORE[/PREFIX]=read,write,admin ...
- *     dkv auth token add NAME --file F --user U [--ttl MS]   prints the token, once
+ *     dkv auth token add NAME --file F --as USER [--ttl MS]   prints the token, once
  *     dkv auth token remove NAME --file F
  *     dkv auth list --file F
  *
@@ -165,12 +165,12 @@ export function addAuthCommands(program: Command): void {
     .description('add a user, or replace its password and roles')
     .argument('<name>')
     .requiredOption('--file <path>', 'the auth file')
-    .option('--password <pw>', 'the password (env DKV_NEW_PASSWORD)')
+    .option('--new-password <pw>', 'the password (env DKV_NEW_PASSWORD)')
     .option('--role <role>', 'a role (repeat for more)', collect)
-    .action((name: string, opts: { file: string; password?: string; role?: string[] }, cmd: Command) => {
-      const pw = opts.password ?? process.env.DKV_NEW_PASSWORD;
+    .action((name: string, opts: { file: string; newPassword?: string; role?: string[] }, cmd: Command) => {
+      const pw = opts.newPassword ?? process.env.DKV_NEW_PASSWORD;
       if (pw === undefined || pw === '')
-        throw new DkvError(ErrorCode.InvalidArgument, '--password (or DKV_NEW_PASSWORD) is required');
+        throw new DkvError(ErrorCode.InvalidArgument, '--new-password (or DKV_NEW_PASSWORD) is required');
       const f = fileOf(opts);
       writeAuthFile(f, addUser(readAuthFile(f), name, pw, opts.role ?? []));
       say(cmd, `user ${name} saved`, { user: name, roles: opts.role ?? [] });
@@ -209,15 +209,15 @@ export function addAuthCommands(program: Command): void {
     .description('make a token that acts as a user; prints it once')
     .argument('<name>')
     .requiredOption('--file <path>', 'the auth file')
-    .requiredOption('--user <user>', 'the user the token acts as')
+    .requiredOption('--as <user>', 'the user the token acts as')
     .option('--ttl <ms>', 'the token expires this long from now (default: never)')
-    .action((name: string, opts: { file: string; user: string; ttl?: string }, cmd: Command) => {
+    .action((name: string, opts: { file: string; as: string; ttl?: string }, cmd: Command) => {
       const expiresAt = opts.ttl === undefined ? undefined : Date.now() + intOption('--ttl', opts.ttl, 1);
-      const r = addToken(readAuthFile(opts.file), name, opts.user, expiresAt);
+      const r = addToken(readAuthFile(opts.file), name, opts.as, expiresAt);
       writeAuthFile(opts.file, r.file);
       say(cmd, r.token, {
         name,
-        user: opts.user,
+        user: opts.as,
         token: r.token,
         ...(expiresAt !== undefined && { expiresAt }),
       });

@@ -430,6 +430,16 @@ export class RpcClient {
 
   private onData(chunk: Buffer): void {
     if (this.closed) return;
+    if (!this.receivedAny) {
+      this.receivedAny = true;
+      // A TLS server answers plaintext with a TLS alert record (0x15 0x03 ...) and closes:
+      // say so, and since it never parsed a request, nothing sent can have taken effect.
+      if (chunk.length >= 2 && chunk[0] === 0x15 && chunk[1] === 0x03) {
+        this.notServed = true;
+        this.protocolError('the server speaks TLS: connect with TLS (client option tls, CLI --tls-ca)');
+        return;
+      }
+    }
     let frames: unknown[];
     try {
       frames = this.decoder.push(chunk);
@@ -485,12 +495,20 @@ export class RpcClient {
 
   private protocolError(reason: string): void {
     this.log('warn', 'rpc client closing: protocol violation by the server', { reason });
-    this.closedReason ??= new DkvError(ErrorCode.Unavailable, `protocol violation by the server: ${reason}`);
+    this.closedReason ??= new DkvError(
+      ErrorCode.Unavailable,
+      this.notServed ? reason : `protocol violation by the server: ${reason}`,
+    );
     this.socket.destroy();
     this.onClosed();
   }
 
   // ---- closing ----
+
+  /** Whether any byte came from the server yet. */
+  private receivedAny = false;
+  /** Set when the server certainly never served a request (it turned out to speak TLS). */
+  private notServed = false;
 
   private onClosed(): void {
     if (this.closedFinal) return;
@@ -498,7 +516,7 @@ export class RpcClient {
     this.closedReason ??= new DkvError(ErrorCode.Unavailable, 'connection closed by the server');
     const reason = this.closedReason;
     this.failAll((req) =>
-      req.written && req.call !== undefined
+      req.written && req.call !== undefined && !this.notServed
         ? new DkvError(ErrorCode.Timeout, `${req.op}: connection lost before the answer; outcome unknown`)
         : new DkvError(ErrorCode.Unavailable, `${req.op}: ${reason.message}`),
     );

@@ -18,10 +18,13 @@
  * paths in the node's configuration with an error that names the file.
  */
 import { readFileSync } from 'node:fs';
-import type * as net from 'node:net';
+import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { DkvError, ErrorCode } from '../errors.js';
 import type { SocketFactory } from './sockets.js';
+
+/** A TLS alert record: fatal (2), protocol_version (70), what a plaintext client gets. */
+const PLAINTEXT_ALERT = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]);
 
 /** TlsMaterial is a CA bundle, a certificate and its private key (PEM). */
 export interface TlsMaterial {
@@ -130,7 +133,27 @@ export function tlsSockets(
         server.onHandshakeError?.(err, `${socket.remoteAddress}:${socket.remotePort}`);
         socket.destroy();
       });
-      return srv as unknown as net.Server;
+      // The listener is plain TCP, and looks at the first bytes: a TLS handshake (a record of
+      // type 0x16) goes to the TLS server; anything else is a plaintext client, answered with
+      // a TLS alert record (fatal, protocol_version) so that our own client can tell its user
+      // to use TLS, then closed.
+      return net.createServer({ noDelay: true }, (raw) => {
+        raw.on('error', () => raw.destroy());
+        raw.once('data', (chunk: Buffer) => {
+          raw.pause();
+          if (chunk[0] !== 0x16) {
+            server.onHandshakeError?.(
+              new Error('plaintext on a TLS port'),
+              `${raw.remoteAddress}:${raw.remotePort}`,
+            );
+            raw.end(PLAINTEXT_ALERT);
+            setTimeout(() => raw.destroy(), 1000).unref();
+            return;
+          }
+          raw.unshift(chunk);
+          srv.emit('connection', raw);
+        });
+      });
     },
     connect: (address, onConnect) => {
       const socket = tls.connect(
