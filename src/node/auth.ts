@@ -103,6 +103,10 @@ export const ALL_ACCESS: Principal = Object.freeze({ user: 'root', all: true, gr
 
 const NAME_RE = /^[A-Za-z0-9_.@-]{1,64}$/;
 const SCRYPT = { N: 1 << 14, r: 8, p: 1, keylen: 32 } as const;
+/** Password checks running at once, node-wide (each holds a thread-pool thread ~50 ms). */
+const SCRYPT_AT_ONCE_MAX = 2;
+/** Password checks waiting for a turn; more are OVERLOADED. */
+const SCRYPT_WAITING_MAX = 64;
 
 function bad(what: string): DkvError {
   return new DkvError(ErrorCode.InvalidArgument, `auth file: ${what}`);
@@ -256,6 +260,8 @@ export class Authenticator {
   private file: AuthFile;
   private readonly path: string | undefined;
   private mtimeMs = 0;
+  private scryptInFlight = 0;
+  private readonly scryptWaiting: (() => void)[] = [];
   /** hash(user, password, salt) of passwords that verified: skips scrypt on reconnects. */
   private readonly verified = new Set<string>();
   private readonly log: (level: 'info' | 'warn' | 'error', msg: string, f?: Record<string, unknown>) => void;
@@ -348,7 +354,24 @@ export class Authenticator {
     if (u?.password === undefined) return refuse();
     const key = sha256Hex(`${u.name}\0${c.password}\0${u.password.salt}\0${u.password.hash}`);
     if (!this.verified.has(key)) {
-      if (!(await verifyPassword(c.password, u.password))) return refuse();
+      // scrypt costs ~50 ms of a thread-pool thread: a flood of guesses must not take the
+      // pool (LevelDB uses it too). SCRYPT_AT_ONCE_MAX run at once, SCRYPT_WAITING_MAX wait
+      // their turn, and beyond that a check is refused with OVERLOADED.
+      if (this.scryptInFlight >= SCRYPT_AT_ONCE_MAX) {
+        if (this.scryptWaiting.length >= SCRYPT_WAITING_MAX)
+          throw new DkvError(ErrorCode.Overloaded, 'too many password checks at once; retry');
+        await new Promise<void>((r) => this.scryptWaiting.push(r));
+      } else this.scryptInFlight++;
+      let ok: boolean;
+      try {
+        ok = await verifyPassword(c.password, u.password);
+      } finally {
+        const next = this.scryptWaiting.shift();
+        if (next)
+          next(); // hands its slot over
+        else this.scryptInFlight--;
+      }
+      if (!ok) return refuse();
       if (this.verified.size > 10_000) this.verified.clear();
       this.verified.add(key);
     }

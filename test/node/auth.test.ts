@@ -317,3 +317,17 @@ describe('authorization', () => {
     expect(may({ ...ops, grants: [parseGrant('*=admin')] }, 'admin', { action: 'rebalance' })).toBe(true);
   });
 });
+
+describe('password checks under a flood', () => {
+  test('two scrypt checks run at once and 64 wait; beyond that OVERLOADED, never queued without bound', async () => {
+    const a = Authenticator.of(baseFile());
+    const results = await Promise.allSettled(
+      Array.from({ length: 70 }, (_, i) => a.authenticate({ user: 'alice', password: `guess-${i}` }, 0)),
+    );
+    const codes = results.map((r) => (r.status === 'rejected' ? (r.reason as { code: string }).code : 'ok'));
+    expect(codes.filter((c) => c === 'UNAUTHENTICATED')).toHaveLength(66);
+    expect(codes.filter((c) => c === 'OVERLOADED')).toHaveLength(4);
+    // Once they finished, the right password still gets in.
+    expect((await a.authenticate({ user: 'alice', password: 'alicepw' }, 0)).user).toBe('alice');
+  });
+});
