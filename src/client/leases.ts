@@ -509,7 +509,7 @@ export class Lease {
           );
           return;
         }
-        if (e.code === ErrorCode.InvalidArgument) {
+        if (e.code === ErrorCode.InvalidArgument || REFUSED.has(e.code)) {
           this.end('lost', e);
           return;
         }
@@ -565,7 +565,8 @@ export class Lease {
         if (this.stream === stream) this.stream = undefined;
       }
       if (stop.aborted) return;
-      if (failure?.code === ErrorCode.LeaseNotFound) {
+      if (failure?.code === ErrorCode.LeaseNotFound || (failure !== undefined && REFUSED.has(failure.code))) {
+        // Gone, or this client may not keep it alive: retrying cannot help.
         this.end('lost', failure);
         return;
       }
@@ -583,6 +584,13 @@ export class Lease {
     }
   }
 }
+
+/** REFUSED codes end a keep-alive loop: the caller may not keep the lease alive. */
+const REFUSED: ReadonlySet<string> = new Set([
+  ErrorCode.PermissionDenied,
+  ErrorCode.Unauthenticated,
+  ErrorCode.QuotaExceeded,
+]);
 
 /** LeaseApi grants and manages leases: `client.lease`. */
 export class LeaseApi {

@@ -96,7 +96,20 @@ export interface Principal {
   /** root and node principals may do everything. */
   readonly all: boolean;
   readonly grants: readonly Grant[];
+  /** What it authenticated with, so a change of the auth file can be applied to it. */
+  readonly basis?: Basis;
+  /** The auth file generation it was resolved against. */
+  readonly gen?: number;
+  /** When its token expires (ms since the epoch). */
+  readonly expiresAt?: number;
 }
+
+/** Basis is what a principal was authenticated with. */
+type Basis =
+  | { readonly kind: 'node-token'; readonly secret: string }
+  | { readonly kind: 'token'; readonly sha256: string }
+  | { readonly kind: 'password'; readonly user: string; readonly hash: string }
+  | { readonly kind: 'cert'; readonly cn: string };
 
 /** ROOT is the principal of in-process (embedded) calls and of the built-in root role. */
 export const ALL_ACCESS: Principal = Object.freeze({ user: 'root', all: true, grants: [] });
@@ -261,6 +274,8 @@ export class Authenticator {
   private readonly path: string | undefined;
   private mtimeMs = 0;
   private scryptInFlight = 0;
+  /** Bumped on every reload: principals from an older one are revalidated on their next use. */
+  private generation = 0;
   private readonly scryptWaiting: (() => void)[] = [];
   /** hash(user, password, salt) of passwords that verified: skips scrypt on reconnects. */
   private readonly verified = new Set<string>();
@@ -312,6 +327,7 @@ export class Authenticator {
       const next = parseAuthFile(readFileSync(this.path, 'utf8'));
       this.mtimeMs = m;
       this.file = next;
+      this.generation++;
       this.verified.clear();
       this.log('info', 'auth file reloaded', {
         file: this.path,
@@ -339,7 +355,7 @@ export class Authenticator {
         c.token.length === this.file.nodeToken.length &&
         timingSafeEqual(Buffer.from(c.token), Buffer.from(this.file.nodeToken))
       )
-        return { user: 'node', all: true, grants: [] };
+        return this.stamp({ user: 'node', all: true, grants: [] }, { kind: 'node-token', secret: c.token });
       const h = sha256Hex(c.token);
       const t = this.file.tokens.find((x) => x.sha256 === h);
       if (t === undefined) return refuse();
@@ -348,7 +364,8 @@ export class Authenticator {
           ErrorCode.Unauthenticated,
           `token ${t.name} expired at ${new Date(t.expiresAt).toISOString()}`,
         );
-      return this.principalOf(t.user) ?? refuse();
+      const p = this.principalOf(t.user);
+      return p ? this.stamp(p, { kind: 'token', sha256: h }, t.expiresAt) : refuse();
     }
     const u = this.file.users.find((x) => x.name === c.user);
     if (u?.password === undefined) return refuse();
@@ -375,14 +392,51 @@ export class Authenticator {
       if (this.verified.size > 10_000) this.verified.clear();
       this.verified.add(key);
     }
-    return this.principalOf(u.name) ?? refuse();
+    const p = this.principalOf(u.name);
+    return p ? this.stamp(p, { kind: 'password', user: u.name, hash: u.password.hash }) : refuse();
+  }
+
+  private stamp(p: Principal, basis: Basis, expiresAt?: number): Principal {
+    return { ...p, basis, gen: this.generation, ...(expiresAt !== undefined && { expiresAt }) };
+  }
+
+  /**
+   * revalidate applies the current auth file to a connection's principal: undefined when its
+   * token expired, or its user, password, token or node secret is no longer in the file; the
+   * principal with its current grants otherwise. Cheap when nothing changed (one compare).
+   */
+  revalidate(p: Principal, nowMs: number): Principal | undefined {
+    if (p.basis === undefined) return p;
+    if (p.expiresAt !== undefined && p.expiresAt <= nowMs) return undefined;
+    if (p.gen === this.generation) return p;
+    const b = p.basis;
+    switch (b.kind) {
+      case 'node-token':
+        return b.secret === this.file.nodeToken ? this.stamp(p, b) : undefined;
+      case 'token': {
+        const t = this.file.tokens.find((x) => x.sha256 === b.sha256);
+        const q = t && this.principalOf(t.user);
+        return q ? this.stamp(q, b, t.expiresAt) : undefined;
+      }
+      case 'password': {
+        const u = this.file.users.find((x) => x.name === b.user);
+        const q = u?.password?.hash === b.hash ? this.principalOf(b.user) : undefined;
+        return q ? this.stamp(q, b) : undefined;
+      }
+      case 'cert': {
+        const q = this.principalOfCert(b.cn);
+        return q ? this.stamp(q, b) : undefined;
+      }
+    }
   }
 
   /** principalOfCert maps a verified client certificate's CN to a principal (undefined: none). */
   principalOfCert(cn: string | undefined): Principal | undefined {
     if (cn === undefined) return undefined;
-    if (/^node-[1-9][0-9]*$/.test(cn)) return { user: 'node', all: true, grants: [] };
-    return this.principalOf(cn);
+    if (/^node-[1-9][0-9]*$/.test(cn))
+      return this.stamp({ user: 'node', all: true, grants: [] }, { kind: 'cert', cn });
+    const p = this.principalOf(cn);
+    return p && this.stamp(p, { kind: 'cert', cn });
   }
 
   private principalOf(user: string): Principal | undefined {
@@ -458,6 +512,9 @@ export function authorize(p: Principal, needs: readonly Need[], what: string): v
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** PROBE_KEY_PREFIX starts the keys the client's revision probes watch (never written). */
+const PROBE_KEY_PREFIX = '\u0000dkv-probe-';
 
 /** keysOfOps lists the keys of txn ops and compares. */
 function keysOf(list: unknown): string[] {
@@ -557,6 +614,10 @@ export function needsOf(op: string, a: Record<string, unknown>): { needs: Need[]
     case 'watch': {
       const key = str(a.key);
       const prefix = str(a.prefix);
+      // The client learns a group's revision with a snapshot watch of a key no one writes
+      // (src/client/watch.ts, `\0dkv-probe-N`): any read right on the store may do that.
+      if (key?.startsWith(PROBE_KEY_PREFIX) && a.prefix === undefined)
+        return { needs: [{ store, perm: 'read' }], what: 'watch' };
       if (key !== undefined) return { needs: [{ store, perm: 'read', keys: [key] }], what: 'watch' };
       return { needs: [{ store, perm: 'read', range: { prefix: prefix ?? '' } }], what: 'watch' };
     }

@@ -1928,7 +1928,20 @@ export class DkvNode {
   private principalOf(ctx: RpcContext): Principal {
     const auth = this.auth!;
     let p = ctx.session.principal as Principal | undefined;
-    if (p === undefined) {
+    if (p !== undefined) {
+      // The file may have changed (a user removed, a token revoked or expired, roles narrowed)
+      // since the connection authenticated: open connections follow it too.
+      const now = auth.revalidate(p, this.clock.nowMs());
+      if (now === undefined) {
+        ctx.session.principal = undefined;
+        throw new DkvError(
+          ErrorCode.Unauthenticated,
+          `the credentials of user ${p.user} were revoked or expired: authenticate again`,
+        );
+      }
+      if (now !== p) ctx.session.principal = now;
+      p = now;
+    } else {
       p = auth.principalOfCert(ctx.session.certCommonName);
       if (p !== undefined) ctx.session.principal = p;
     }

@@ -18,10 +18,10 @@
  * the auth file changing under the running cluster. The unit rules themselves (needsOf,
  * authorize) are test/node/auth.test.ts.
  *
- * Three `test.fails` mark what this file found wrong (each says where): a live watch under a
- * prefix grant is refused (its revision probe key lies outside the prefix); a refused
- * keepalive stream is retried forever by the lease handle; a removed user's open connections
- * keep their rights.
+ * Three tests were written first as failures this file found, and pass since the fixes: a
+ * live watch under a prefix grant (its revision probe key lay outside the prefix); a refused
+ * keepalive stream (the lease handle retried it forever); a removed user's open connections
+ * (they kept their rights).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -848,12 +848,10 @@ describe('watch', () => {
     expect(ev).toMatchObject({ type: 'put', key: 'data/lw/1', value: 'z' });
   });
 
-  // BUG (src/client/watch.ts probe + src/node/auth.ts needsOf 'watch'): a live watch (neither
-  // snapshot nor fromRevision) first learns each group's revision with a probe, a snapshot
-  // watch of the key "\u0000dkv-probe-<n>". That key is outside any prefix grant, so a user
-  // whose read grant has a prefix cannot open a live watch even on keys it may read: the
-  // probe is refused with PERMISSION_DENIED and the watch fails.
-  test.fails('ro may open a live watch under app/ (fails: the revision probe key is outside app/)', async () => {
+  // Found by this file: a live watch (neither snapshot nor fromRevision) first learns each
+  // group's revision with a probe, a snapshot watch of the key "\u0000dkv-probe-<n>", outside
+  // any prefix grant. The probe now needs only a read right on the store.
+  test('ro may open a live watch under app/ (its revision probe is allowed)', async () => {
     const ev = await firstEvent(as('ro').watch({ prefix: 'app/lw/' }), () => as('root').put('app/lw/1', 'z'));
     expect(ev).toMatchObject({ type: 'put', key: 'app/lw/1', value: 'z' });
   });
@@ -901,11 +899,9 @@ describe('the keepalive stream', () => {
     }
   });
 
-  // BUG (src/client/leases.ts keepAliveLoop): a keepalive stream refused with
-  // PERMISSION_DENIED (or UNAUTHENTICATED) is retried with backoff for as long as the handle
-  // lives; the handle stays 'active' with no renewal and never reports why. It should end
-  // ('lost', with the error), as it does for INVALID_ARGUMENT.
-  test.fails('a refused keepalive stream ends the lease handle (it is retried forever instead)', async () => {
+  // Found by this file: a keepalive stream refused with PERMISSION_DENIED was retried with
+  // backoff for as long as the handle lived. It now ends the handle ('lost', with the error).
+  test('a refused keepalive stream ends the lease handle', async () => {
     const { lease, att } = await attachRo();
     try {
       await new Promise((r) => setTimeout(r, 1000));
@@ -984,12 +980,10 @@ describe('the auth file changes while the cluster runs', () => {
     expect((await as('rw').put('app/after-reload', 1)).version).toBe(1);
   });
 
-  // GAP (src/node/node.ts principalOf: the principal is kept on the connection's session):
-  // a user removed from the file (or a token removed, or a role narrowed) keeps every right
-  // on connections it opened before, for as long as they stay open; DkvClient keeps its
-  // connections open indefinitely. auth.ts says a revoked token "takes effect within
-  // seconds"; it does so for new connections only.
-  test.fails("a removed user's open connections are refused within seconds (they keep working)", async () => {
+  // Found by this file: the principal was kept on the connection's session, so a removed user
+  // kept its rights on connections opened before. Each use now revalidates it against the
+  // current file (one compare when nothing changed).
+  test("a removed user's open connections are refused within seconds", async () => {
     writeAuthFile(file, addUser(readAuthFile(file), 'gone', 'gone-pw', ['app-rw']));
     await onEveryNode('gone', 'gone-pw', 'ok');
     const gone = await fixture().client({ auth: { user: 'gone', password: 'gone-pw' } });
@@ -997,6 +991,38 @@ describe('the auth file changes while the cluster runs', () => {
     const f = readAuthFile(file);
     writeAuthFile(file, { ...f, users: f.users.filter((u) => u.name !== 'gone') });
     await onEveryNode('gone', 'gone-pw', 'UNAUTHENTICATED');
-    expect(await codeOf(gone.put('app/gone-2', 1))).not.toBe('ok');
+    expect(await codeOf(gone.put('app/gone-2', 1))).toBe('UNAUTHENTICATED');
+    expect(await rootValue('app/gone-2')).toBeUndefined();
+  });
+
+  test('a role narrowed in the file narrows open connections too', async () => {
+    let f = addRole(readAuthFile(file), 'narrowing', [parseGrant('default/app/=read,write')]);
+    writeAuthFile(file, addUser(f, 'narrow', 'narrow-pw', ['narrowing']));
+    await onEveryNode('narrow', 'narrow-pw', 'ok');
+    const n = await fixture().client({ auth: { user: 'narrow', password: 'narrow-pw' } });
+    await n.put('app/narrow-1', 1);
+    f = addRole(readAuthFile(file), 'narrowing', [parseGrant('default/app/=read')]);
+    writeAuthFile(file, f);
+    let code = 'ok';
+    for (let i = 0; i < 30 && code === 'ok'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      code = await codeOf(n.put('app/narrow-2', i));
+    }
+    expect(code).toBe('PERMISSION_DENIED');
+    expect((await n.get('app/narrow-1'))?.value).toBe(1); // reading is still granted
+  });
+
+  test('a user whose password changed must authenticate again on open connections', async () => {
+    writeAuthFile(file, addUser(readAuthFile(file), 'rotate', 'old-pw', ['app-rw']));
+    await onEveryNode('rotate', 'old-pw', 'ok');
+    const c = await fixture().client({ auth: { user: 'rotate', password: 'old-pw' } });
+    await c.put('app/rotate-1', 1);
+    writeAuthFile(file, addUser(readAuthFile(file), 'rotate', 'new-pw', ['app-rw']));
+    let code = 'ok';
+    for (let i = 0; i < 30 && code === 'ok'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      code = await codeOf(c.put('app/rotate-2', i));
+    }
+    expect(code).toBe('UNAUTHENTICATED');
   });
 });
