@@ -97,6 +97,22 @@ export interface NodeConfig {
   readonly inFlightMax: number;
   /** Largest frame on any port. */
   readonly frameBytesMax: number;
+  /**
+   * Keys, values and transactions are refused at the door (TOO_LARGE, INVALID_ARGUMENT) past
+   * these. They can only be lowered: the state machine's own limits (4 KiB, 1 MiB, 128), the
+   * same on every replica, are the ceiling.
+   */
+  readonly keyBytesMax: number;
+  readonly valueBytesMax: number;
+  readonly txnOpsMax: number;
+  /** Client connections at once; more are closed on accept. */
+  readonly connectionsMax: number;
+  /** Unsent output of a connection past which its streams (watches) get SLOW_CONSUMER. */
+  readonly streamOutBytesMax: number;
+  /** Events a watcher may have queued before it is cut off (SLOW_CONSUMER). */
+  readonly watchBufferMax: number;
+  /** Bytes a group's leader may hold proposed but uncommitted before OVERLOADED. */
+  readonly uncommittedBytesMax: number;
   /** How long a proposal or read may wait inside the node before it answers TIMEOUT. */
   readonly requestWaitMs: number;
   /** Move leaderships to each group's preferred replica (spreads leaders over the nodes). */
@@ -130,6 +146,13 @@ export const NODE_DEFAULTS = Object.freeze({
   pendingMax: 20_000,
   inFlightMax: 1024,
   frameBytesMax: 16 << 20,
+  keyBytesMax: 4096,
+  valueBytesMax: 1 << 20,
+  txnOpsMax: 128,
+  connectionsMax: 4096,
+  streamOutBytesMax: 8 << 20,
+  watchBufferMax: 1000,
+  uncommittedBytesMax: 64 << 20,
   requestWaitMs: 15_000,
   balanceLeaders: true,
   join: false,
@@ -174,6 +197,13 @@ export function checkNodeConfig(raw: unknown): NodeConfig {
     'pendingMax',
     'inFlightMax',
     'frameBytesMax',
+    'keyBytesMax',
+    'valueBytesMax',
+    'txnOpsMax',
+    'connectionsMax',
+    'streamOutBytesMax',
+    'watchBufferMax',
+    'uncommittedBytesMax',
     'requestWaitMs',
     'balanceLeaders',
     'join',
@@ -247,6 +277,13 @@ export function checkNodeConfig(raw: unknown): NodeConfig {
     pendingMax: int(o, 'pendingMax', 1, 10_000_000, NODE_DEFAULTS.pendingMax),
     inFlightMax: int(o, 'inFlightMax', 1, 1_000_000, NODE_DEFAULTS.inFlightMax),
     frameBytesMax: int(o, 'frameBytesMax', 1024, 1 << 30, NODE_DEFAULTS.frameBytesMax),
+    keyBytesMax: int(o, 'keyBytesMax', 1, NODE_DEFAULTS.keyBytesMax, NODE_DEFAULTS.keyBytesMax),
+    valueBytesMax: int(o, 'valueBytesMax', 1, NODE_DEFAULTS.valueBytesMax, NODE_DEFAULTS.valueBytesMax),
+    txnOpsMax: int(o, 'txnOpsMax', 1, NODE_DEFAULTS.txnOpsMax, NODE_DEFAULTS.txnOpsMax),
+    connectionsMax: int(o, 'connectionsMax', 1, 1_000_000, NODE_DEFAULTS.connectionsMax),
+    streamOutBytesMax: int(o, 'streamOutBytesMax', 1 << 16, 1 << 30, NODE_DEFAULTS.streamOutBytesMax),
+    watchBufferMax: int(o, 'watchBufferMax', 1, 1_000_000, NODE_DEFAULTS.watchBufferMax),
+    uncommittedBytesMax: int(o, 'uncommittedBytesMax', 1 << 16, 1 << 30, NODE_DEFAULTS.uncommittedBytesMax),
     requestWaitMs: int(o, 'requestWaitMs', 1, 3_600_000, NODE_DEFAULTS.requestWaitMs),
     balanceLeaders: balance,
     join,

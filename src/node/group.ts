@@ -50,6 +50,8 @@ export interface GroupReplicaOptions {
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
   readonly stateMachine: Partial<StateMachineConfig>;
+  /** The Raft bound on proposed, uncommitted bytes (default the core's 64 MiB). */
+  readonly uncommittedBytesMax?: number;
 }
 
 function errorOf(r: ApplyResult & { ok: false }): DkvError {
@@ -112,6 +114,7 @@ export class GroupReplica {
       checkQuorum: true,
       preVote: true,
       coalesceAppends: true,
+      ...(opts.uncommittedBytesMax !== undefined && { maxUncommittedBytes: opts.uncommittedBytesMax }),
     });
   }
 

@@ -87,7 +87,7 @@ import { evenSlots, slotOf } from '../transport/slots.js';
 import type { SocketFactory } from '../transport/sockets.js';
 import { certCommonName, readTlsFiles, type TlsMaterial, tlsSockets } from '../transport/tls.js';
 import { ALL_ACCESS, Authenticator, authorize, checkCredentials, needsOf, type Principal } from './auth.js';
-import { checkQuotas, type NodeConfig, type StoreQuotas } from './config.js';
+import { checkQuotas, NODE_DEFAULTS, type NodeConfig, type StoreQuotas } from './config.js';
 import { GroupReplica, type ReadWaiter } from './group.js';
 import {
   groupTargets,
@@ -445,7 +445,12 @@ export class DkvNode {
       random: new SeededRandom((this.id * 7919 + id * 104729 + this.clock.nowMs()) >>> 0),
       electionTicks: this.cfg.electionTicks,
       heartbeatTicks: this.cfg.heartbeatTicks,
-      stateMachine: { tickMs: this.cfg.tickMs, ...stateMachineBugConfig(this.hooks.bugs) },
+      uncommittedBytesMax: this.cfg.uncommittedBytesMax,
+      stateMachine: {
+        tickMs: this.cfg.tickMs,
+        watch: { historyMax: 10_000, bufferMax: this.cfg.watchBufferMax },
+        ...stateMachineBugConfig(this.hooks.bugs),
+      },
     });
     gs.onFetched = () => {
       replica.raw.entriesFetched();
@@ -487,6 +492,8 @@ export class DkvNode {
       listen: { host: this.cfg.host, port: this.cfg.clientPort },
       frameBytesMax: this.cfg.frameBytesMax,
       inFlightMax: this.cfg.inFlightMax,
+      connectionsMax: this.cfg.connectionsMax,
+      outBytesMax: this.cfg.streamOutBytesMax,
       log: this.log,
       ...(this.tls && { sockets: this.socketsFor('client') }),
       handlers: {
@@ -1718,6 +1725,7 @@ export class DkvNode {
     // Validate now (INVALID_ARGUMENT before anything is proposed), and use the clean copy.
     const cmd = validateCommand(args.cmd);
     const s = this.store(args.store);
+    this.checkSizes(cmd);
     this.checkQuota(s, g, cmd);
     for (const k of this.keysOf(cmd)) {
       if (s.slotGroup[slotOf(k)] !== g.id) {
@@ -1728,6 +1736,40 @@ export class DkvNode {
       }
     }
     return this.proposeTo(g, cmd, args.session);
+  }
+
+  /**
+   * checkSizes applies the configured key, value and transaction limits at the door, when they
+   * are set below the state machine's own (which every replica applies in any case). With the
+   * defaults it costs nothing: the values are not encoded twice.
+   */
+  private checkSizes(cmd: Command): void {
+    const c = this.cfg;
+    const txn = cmd.op === 'txn';
+    if (txn && Math.max(cmd.compare.length, cmd.success.length, cmd.failure.length) > c.txnOpsMax)
+      throw new DkvError(
+        ErrorCode.InvalidArgument,
+        `txn: more than ${c.txnOpsMax} ops in a branch (txnOpsMax)`,
+      );
+    const puts = cmd.op === 'put' ? [cmd] : txn ? [...cmd.success, ...cmd.failure] : [];
+    const keyCheck = c.keyBytesMax < NODE_DEFAULTS.keyBytesMax;
+    const valueCheck = c.valueBytesMax < NODE_DEFAULTS.valueBytesMax;
+    if (!keyCheck && !valueCheck) return;
+    for (const o of puts) {
+      if (keyCheck && Buffer.byteLength(o.key) > c.keyBytesMax)
+        throw new DkvError(
+          ErrorCode.TooLarge,
+          `key is ${Buffer.byteLength(o.key)} bytes, over the limit of ${c.keyBytesMax} (keyBytesMax)`,
+        );
+      if (valueCheck && o.op === 'put') {
+        const n = valueBytes(o.value);
+        if (n > c.valueBytesMax)
+          throw new DkvError(
+            ErrorCode.TooLarge,
+            `value is ${n} bytes encoded, over the limit of ${c.valueBytesMax} (valueBytesMax)`,
+          );
+      }
+    }
   }
 
   /**

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { DkvClient } from '../../src/client/client.js';
-import { checkQuotas, QUOTA_DEFAULTS } from '../../src/node/config.js';
+import { checkNodeConfig, checkQuotas, QUOTA_DEFAULTS } from '../../src/node/config.js';
 import { InProcCluster } from '../client/fixture.js';
 
 let c: InProcCluster;
@@ -135,5 +135,57 @@ describe('quotas', () => {
     await expect(root.admin.createStore('qbad', { quotas: { keys: -5 } })).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
     });
+  });
+});
+
+describe('configured limits', () => {
+  let one: InProcCluster | undefined;
+  afterAll(async () => {
+    await one?.close();
+  });
+
+  test('keys, values and transactions past the configured limits are refused at the door', async () => {
+    one = await InProcCluster.start({
+      nodes: 1,
+      partitions: 1,
+      config: { keyBytesMax: 16, valueBytesMax: 100, txnOpsMax: 2, watchBufferMax: 5, connectionsMax: 8 },
+    });
+    const s = await one.client();
+    await s.put('k'.repeat(16), 'x'.repeat(90));
+    await expect(s.put('k'.repeat(17), 1)).rejects.toMatchObject({
+      code: 'TOO_LARGE',
+      message: expect.stringMatching(/keyBytesMax/),
+    });
+    await expect(s.put('v', 'x'.repeat(120))).rejects.toMatchObject({
+      code: 'TOO_LARGE',
+      message: expect.stringMatching(/valueBytesMax/),
+    });
+    expect(await s.get('v')).toBeUndefined();
+    const put = (key: string) => ({ op: 'put' as const, key, value: 1 });
+    await s.txn({ compare: [], success: [put('{t}1'), put('{t}2')], failure: [] });
+    await expect(
+      s.txn({ compare: [], success: [put('{t}3'), put('{t}4'), put('{t}5')], failure: [] }),
+    ).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/txnOpsMax/),
+    });
+    expect(await s.get('{t}3')).toBeUndefined();
+  });
+
+  test('limits can only be lowered below the state machine ceiling, and bad values are refused by name', () => {
+    const base = { id: 1, dataDir: '/x', clientPort: 1, peerPort: 2, peers: [] };
+    expect(() => checkNodeConfig({ ...base, keyBytesMax: 5000 })).toThrow(
+      /keyBytesMax must be an integer in \[1, 4096\]/,
+    );
+    expect(() => checkNodeConfig({ ...base, valueBytesMax: 2 << 20 })).toThrow(/valueBytesMax/);
+    expect(() => checkNodeConfig({ ...base, connectionsMax: 0 })).toThrow(/connectionsMax/);
+    const cfg = checkNodeConfig(base);
+    expect([
+      cfg.keyBytesMax,
+      cfg.valueBytesMax,
+      cfg.txnOpsMax,
+      cfg.connectionsMax,
+      cfg.watchBufferMax,
+    ]).toEqual([4096, 1 << 20, 128, 4096, 1000]);
   });
 });
