@@ -13,6 +13,9 @@
  * (put and linearizable get against a real 3-node cluster at 1, 16, 64 and 256 in flight),
  * scale (bench/scale.ts: how the costs grow with groups, keys, watchers, TTL keys and nodes;
  * it writes bench/results/<date>-scale.json),
+ * overload (bench/overload.ts: puts offered at 1, 2 and 4 times capacity, open loop: accepted
+ * throughput, shed rate, p99, peak memory, no acknowledged put lost; it writes
+ * bench/results/<date>-overload.json),
  * compare (bench/compare/main.ts: the workloads of CONTRACT.md "Benchmarks" on DKV, and with
  * --vs on etcd and redis too, driven by the same load generator; it also writes
  * bench/results/<date>-compare.json and .html).
@@ -42,6 +45,7 @@ const SUITES: Record<string, { file: string; args: (quick: boolean) => string[] 
   transport: [{ file: 'bench/transport.ts', args: (q) => (q ? ['--quick'] : []) }],
   cluster: [{ file: 'bench/cluster.ts', args: (q) => (q ? ['--quick'] : []) }],
   scale: [{ file: 'bench/scale.ts', args: (q) => (q ? ['--quick'] : []) }],
+  overload: [{ file: 'bench/overload.ts', args: (q) => (q ? ['--quick'] : []) }],
   compare: [{ file: 'bench/compare/main.ts', args: (q) => [...(q ? ['--quick'] : []), ...compareArgs] }],
 };
 
