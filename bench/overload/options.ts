@@ -1,7 +1,7 @@
 /**
  * The overload benchmark's command line and its plan: the full run (capacity over 5 s, then
- * 1x, 2x and 4x capacity for 10 s each, well under 2 minutes) and `--quick` (2 s of capacity,
- * 2x and 4x for 3 s each: about 30 s with the cluster's start).
+ * 1x, 2x and 4x capacity for 10 s each: about 45 s) and `--quick` (2 s of capacity,
+ * 2x and 4x for 3 s each: 15 to 20 s with the cluster's start and the check).
  */
 import { parseArgs } from 'node:util';
 import { DkvError, ErrorCode } from '../../src/errors.js';

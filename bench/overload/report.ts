@@ -81,7 +81,12 @@ function markdownTable(header: readonly string[], rows: readonly (readonly strin
 }
 
 function pct(fraction: number): string {
-  return `${fmt(fraction * 100)}%`;
+  return fraction === 0 ? '0%' : `${fmt(fraction * 100)}%`;
+}
+
+/** count prints a rate or a count: '0' for none, else as fmt. */
+function count(x: number): string {
+  return x === 0 ? '0' : fmt(x);
 }
 
 function seconds(ms: number): string {
@@ -122,7 +127,7 @@ export function phasesMarkdown(report: Pick<OverloadReport, 'plan' | 'capacity' 
       fmt(r.issuedPerSec),
       fmt(r.acceptedPerSec),
       pct(r.acceptedFraction),
-      fmt(r.shedPerSec),
+      count(r.shedPerSec),
       pct(r.shedFraction),
       shedByText(r),
       errorsText(r.errors),
