@@ -4,7 +4,7 @@
  * it accepts bounded and its memory flat, stay up, and lose no acknowledged write.
  *
  *     npx tsx bench/overload.ts [--quick] [--time S] [--factors 2,4] [--generators N]
- *         [--clients N] [--pending-max N] [--out DIR]
+ *         [--clients N] [--pending-max N] [--shed-wait-ms N] [--out DIR]
  *
  * 1. A real 3-node cluster on loopback (bench/scale/cluster.ts, as `dkv dev` starts one),
  *    with --pending-max passed to the nodes' config when given.
@@ -285,7 +285,8 @@ export function failuresOf(report: OverloadReport): string[] {
 export function writeOverloadReport(report: OverloadReport, dir: string): string {
   mkdirSync(dir, { recursive: true });
   const pending = report.plan.nodeConfig.pendingMax;
-  const name = `${report.date.slice(0, 10)}-overload${report.plan.quick ? '-quick' : ''}${pending !== undefined ? `-pendingMax${String(pending)}` : ''}`;
+  const shed = report.plan.nodeConfig.shedWaitMs;
+  const name = `${report.date.slice(0, 10)}-overload${report.plan.quick ? '-quick' : ''}${pending !== undefined ? `-pendingMax${String(pending)}` : ''}${shed !== undefined ? `-shedWaitMs${String(shed)}` : ''}`;
   const file = join(dir, `${name}.json`);
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   return file;

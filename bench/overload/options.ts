@@ -60,7 +60,7 @@ export interface OverloadOptions {
 
 /** USAGE is the command line's synopsis. */
 export const USAGE =
-  'bench/overload.ts [--quick] [--time S] [--factors 2,4] [--generators N] [--clients N] [--capacity-concurrency C] [--pending-max N] [--out DIR]';
+  'bench/overload.ts [--quick] [--time S] [--factors 2,4] [--generators N] [--clients N] [--capacity-concurrency C] [--pending-max N] [--shed-wait-ms N] [--out DIR]';
 
 function invalid(message: string): DkvError {
   return new DkvError(ErrorCode.InvalidArgument, message);
@@ -84,6 +84,7 @@ export function parseOverloadArgs(argv: readonly string[]): OverloadOptions {
     clients?: string;
     'capacity-concurrency'?: string;
     'pending-max'?: string;
+    'shed-wait-ms'?: string;
     out?: string;
   };
   try {
@@ -97,6 +98,7 @@ export function parseOverloadArgs(argv: readonly string[]): OverloadOptions {
         clients: { type: 'string' },
         'capacity-concurrency': { type: 'string' },
         'pending-max': { type: 'string' },
+        'shed-wait-ms': { type: 'string' },
         out: { type: 'string' },
       },
       strict: true,
@@ -126,6 +128,16 @@ export function parseOverloadArgs(argv: readonly string[]): OverloadOptions {
     });
   }
   const pendingMax = positiveInt('pending-max', values['pending-max'], 10_000_000);
+  // 0 turns waiting-time shedding off, so it is read here rather than with positiveInt.
+  const shedRaw = values['shed-wait-ms'];
+  const shedWaitMs = shedRaw === undefined ? undefined : Number(shedRaw);
+  if (
+    shedWaitMs !== undefined &&
+    !(Number.isSafeInteger(shedWaitMs) && shedWaitMs >= 0 && shedWaitMs <= 3_600_000)
+  )
+    throw invalid(
+      `--shed-wait-ms must be an integer from 0 (off) to 3600000, got ${JSON.stringify(shedRaw)}`,
+    );
   if (values.out !== undefined && values.out.length === 0) throw invalid('--out must name a directory');
   return {
     plan: {
@@ -140,7 +152,11 @@ export function parseOverloadArgs(argv: readonly string[]): OverloadOptions {
       },
       generators: positiveInt('generators', values.generators, 16) ?? base.generators,
       clientsPerGenerator: positiveInt('clients', values.clients, 64) ?? base.clientsPerGenerator,
-      nodeConfig: pendingMax === undefined ? base.nodeConfig : { ...base.nodeConfig, pendingMax },
+      nodeConfig: {
+        ...base.nodeConfig,
+        ...(pendingMax !== undefined && { pendingMax }),
+        ...(shedWaitMs !== undefined && { shedWaitMs }),
+      },
     },
     outDir: values.out,
   };

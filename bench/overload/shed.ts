@@ -18,6 +18,8 @@ export const SHED_LIMITS = [
   'connectionInFlight',
   /** The client session's window of unacknowledged requests (sessions.ts resultsMax). */
   'sessionWindow',
+  /** A group's oldest request has waited past shedWaitMs (node.ts shedReason). */
+  'waitTime',
   /** The client's own connection: its in-flight cap or its send queue (rpc-client.ts). */
   'clientQueue',
   /** Anything else (leases, locks, counters, or a message this file does not know). */
@@ -32,6 +34,7 @@ const RULES: readonly (readonly [RegExp, ShedLimit])[] = [
   [/too much is waiting to commit/, 'raftUncommitted'],
   [/requests in flight on this connection/, 'connectionInFlight'],
   [/past its oldest unacknowledged one/, 'sessionWindow'],
+  [/is behind: its oldest request has waited/, 'waitTime'],
   [/requests in flight$|local send queue full|not sent within .* \(connection backed up\)/, 'clientQueue'],
 ];
 

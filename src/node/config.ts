@@ -113,6 +113,13 @@ export interface NodeConfig {
   readonly watchBufferMax: number;
   /** Bytes a group's leader may hold proposed but uncommitted before OVERLOADED. */
   readonly uncommittedBytesMax: number;
+  /**
+   * Load shedding by waiting time: while a group's oldest proposal has waited longer than
+   * this, new client commands to that group get OVERLOADED at once (0: off). The node's own
+   * proposals (lease keep-alives, ticks) are never shed. This is what bounds
+   * the latency of accepted requests under overload; pendingMax only bounds memory.
+   */
+  readonly shedWaitMs: number;
   /** How long a proposal or read may wait inside the node before it answers TIMEOUT. */
   readonly requestWaitMs: number;
   /** Move leaderships to each group's preferred replica (spreads leaders over the nodes). */
@@ -154,6 +161,7 @@ export const NODE_DEFAULTS = Object.freeze({
   watchBufferMax: 1000,
   uncommittedBytesMax: 64 << 20,
   requestWaitMs: 15_000,
+  shedWaitMs: 200,
   balanceLeaders: true,
   join: false,
 });
@@ -205,6 +213,7 @@ export function checkNodeConfig(raw: unknown): NodeConfig {
     'watchBufferMax',
     'uncommittedBytesMax',
     'requestWaitMs',
+    'shedWaitMs',
     'balanceLeaders',
     'join',
     'logFile',
@@ -285,6 +294,7 @@ export function checkNodeConfig(raw: unknown): NodeConfig {
     watchBufferMax: int(o, 'watchBufferMax', 1, 1_000_000, NODE_DEFAULTS.watchBufferMax),
     uncommittedBytesMax: int(o, 'uncommittedBytesMax', 1 << 16, 1 << 30, NODE_DEFAULTS.uncommittedBytesMax),
     requestWaitMs: int(o, 'requestWaitMs', 1, 3_600_000, NODE_DEFAULTS.requestWaitMs),
+    shedWaitMs: int(o, 'shedWaitMs', 0, 3_600_000, NODE_DEFAULTS.shedWaitMs),
     balanceLeaders: balance,
     join,
     logFile,

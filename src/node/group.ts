@@ -143,6 +143,12 @@ export class GroupReplica {
     return n;
   }
 
+  /** oldestProposalDeadline is the deadline of the oldest proposal still waiting (undefined: none). */
+  oldestProposalDeadline(): number | undefined {
+    for (const p of this.proposals.values()) return p.deadline;
+    return undefined;
+  }
+
   /** addProposal waits for the entry proposed at (index, term). */
   addProposal(index: number, term: number, w: Waiter, waiterKey?: string): void {
     this.proposals.set(index, { ...w, term, waiterKey });

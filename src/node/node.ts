@@ -57,6 +57,7 @@ import {
 import { SeededRandom } from '../random.js';
 import { encodeEnvelope, valueBytes } from '../statemachine/codec.js';
 import { type Command, validateCommand } from '../statemachine/commands.js';
+import { SESSION_DEFAULTS } from '../statemachine/sessions.js';
 import { NodeStorage, type PersistItem } from '../storage/node-storage.js';
 import {
   type Address,
@@ -287,6 +288,8 @@ export class DkvNode {
   private readonly auth: Authenticator | undefined;
   /** Open watch streams of this node, by store (the watches quota). */
   private readonly watchesByStore = new Map<string, number>();
+  /** Proposals refused by shedReason (waiting time, session window). */
+  shedCount = 0;
   /** Failed TLS handshakes and authentications (metrics, tests). */
   readonly securityStats = {
     tlsHandshakeFailures: 0,
@@ -1611,6 +1614,25 @@ export class DkvNode {
     return n;
   }
 
+  /**
+   * shedReason says why a proposal to `g` should be refused now, before it costs anything:
+   * - the group's oldest proposal has waited longer than shedWaitMs (the node is behind:
+   *   accepting more would only make everyone wait longer);
+   * - the client's request is past its exactly-once window (the state machine would refuse it
+   *   too, but only after it went through the log: refusing it here costs nothing).
+   */
+  private shedReason(g: GroupReplica, session: CmdArgs['session']): string | undefined {
+    if (session !== undefined && session.seq >= session.ack + SESSION_DEFAULTS.resultsMax)
+      return `request ${session.seq} of client ${session.client} is ${session.seq - session.ack} past its oldest unacknowledged one (the most is ${SESSION_DEFAULTS.resultsMax - 1})`;
+    const waitMax = this.cfg.shedWaitMs;
+    if (waitMax === 0) return undefined;
+    const oldest = g.oldestProposalDeadline();
+    if (oldest === undefined) return undefined;
+    const waited = this.clock.monotonicMs() - (oldest - this.cfg.requestWaitMs);
+    if (waited <= waitMax) return undefined;
+    return `group ${g.id} is behind: its oldest request has waited ${Math.round(waited)} ms (shedWaitMs ${waitMax}); back off and retry`;
+  }
+
   private checkCapacity(): void {
     if (this.pendingTotal() >= this.cfg.pendingMax) {
       throw new DkvError(
@@ -1734,6 +1756,13 @@ export class DkvNode {
           `key ${JSON.stringify(k)} belongs to another group than group ${g.id}; use a {hash tag} to keep keys together`,
         );
       }
+    }
+    // Client commands only: the node's own proposals (lease keep-alives, ticks, index and
+    // metadata changes) are never shed, so time and leases keep going under overload.
+    const shed = g.isLeader ? this.shedReason(g, args.session) : undefined;
+    if (shed !== undefined) {
+      this.shedCount++;
+      throw new DkvError(ErrorCode.Overloaded, shed);
     }
     return this.proposeTo(g, cmd, args.session);
   }
