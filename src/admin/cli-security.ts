@@ -1,6 +1,6 @@
 /**
  * The CLI's TLS and credentials: the global options `--tls-ca`, `--tls-cert`, `--tls-key`
- * (PEM files), and `--user`/`--password` or `--token` (also from DKV_TLS_CA, DKV_TLS_CERT,
+ * (PEM files), and `--user`/`--password` or `--auth-token` (also from DKV_TLS_CA, DKV_TLS_CERT,
  * DKV_TLS_KEY, DKV_USER, DKV_PASSWORD, DKV_TOKEN; the environment keeps a password out of
  * `ps`). The program reads them once before a command runs (`setCliSecurity`); every client
  * the CLI makes then spreads `cliSecurity()` into its options, and one-off calls connect
@@ -19,7 +19,7 @@ export interface SecurityOptions {
   readonly tlsKey?: string;
   readonly user?: string;
   readonly password?: string;
-  readonly token?: string;
+  readonly authToken?: string;
 }
 
 type Auth = { readonly user: string; readonly password: string } | { readonly token: string };
@@ -42,7 +42,7 @@ export function setCliSecurity(o: SecurityOptions): void {
   const key = o.tlsKey ?? env.DKV_TLS_KEY;
   const user = o.user ?? env.DKV_USER;
   const password = o.password ?? env.DKV_PASSWORD;
-  const token = o.token ?? env.DKV_TOKEN;
+  const token = o.authToken ?? env.DKV_TOKEN;
   if ((cert === undefined) !== (key === undefined))
     throw new DkvError(ErrorCode.InvalidArgument, '--tls-cert and --tls-key go together');
   if ((cert !== undefined || key !== undefined) && ca === undefined)
@@ -51,7 +51,7 @@ export function setCliSecurity(o: SecurityOptions): void {
       '--tls-cert needs --tls-ca (the CA the servers are checked against)',
     );
   if (token !== undefined && user !== undefined)
-    throw new DkvError(ErrorCode.InvalidArgument, 'give --token or --user, not both');
+    throw new DkvError(ErrorCode.InvalidArgument, 'give --auth-token or --user, not both');
   if (user !== undefined && password === undefined)
     throw new DkvError(ErrorCode.InvalidArgument, '--user needs --password (or DKV_PASSWORD)');
   const next: { tls?: ClientTlsOptions; auth?: Auth } = {};

@@ -11,7 +11,6 @@ import { DkvClient } from '../client/client.js';
 import { parseAddress } from '../client/endpoints.js';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import type { ClusterStatus } from '../transport/protocol.js';
-import { RpcClient } from '../transport/rpc-client.js';
 import { cliConnector, cliSecurity } from './cli-security.js';
 
 /** GlobalOptions are the program-wide options. */

@@ -35,7 +35,7 @@ export function buildProgram(): Command {
     .option('--tls-key <file>', "TLS: the client certificate's key (env DKV_TLS_KEY)")
     .option('--user <name>', 'authenticate as this user (env DKV_USER)')
     .option('--password <pw>', "the user's password (env DKV_PASSWORD, which keeps it out of ps)")
-    .option('--token <token>', 'authenticate with a token (env DKV_TOKEN)')
+    .option('--auth-token <token>', 'authenticate with a token (env DKV_TOKEN)')
     .hook('preAction', (_cmd, action) => setCliSecurity(action.optsWithGlobals() as SecurityOptions))
     .exitOverride();
 

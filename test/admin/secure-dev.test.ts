@@ -155,8 +155,10 @@ describe('dkv dev --tls --auth', () => {
     expect(ok.code).toBe(EXIT.ok);
     const denied = await dkv(...as, 'put', 'greeting', 'overwritten');
     expect(denied.err).toMatch(/^error PERMISSION_DENIED: user alice may not put/);
-    expect((await dkv('--tls-ca', ca, '--token', token, 'get', 'app/1')).out).toBe('x\n');
-    expect((await dkv('--tls-ca', ca, '--token', token, 'get', 'greeting')).err).toMatch(/PERMISSION_DENIED/);
+    expect((await dkv('--tls-ca', ca, '--auth-token', token, 'get', 'app/1')).out).toBe('x\n');
+    expect((await dkv('--tls-ca', ca, '--auth-token', token, 'get', 'greeting')).err).toMatch(
+      /PERMISSION_DENIED/,
+    );
     // The denied write changed nothing.
     expect(
       (await dkv('--tls-ca', ca, '--tls-cert', clientCert, '--tls-key', clientKey, 'get', 'greeting')).out,

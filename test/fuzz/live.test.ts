@@ -6,13 +6,18 @@
  * back (linearizably), and the cluster must take new writes. `FUZZ_SCALE` multiplies the
  * number of hostile connections (`npm run fuzz:soak`).
  */
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
+import { get as httpsGet } from 'node:https';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as tls from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
+import { writeDevCerts } from '../../src/admin/certs.js';
+import { initAuthFile } from '../../src/admin/cmd-auth.js';
 import {
+  devSecurityOf,
   freeBasePort,
   LocalCluster,
   type NodeSpec,
@@ -29,12 +34,37 @@ const KEYS = 200;
 
 let cluster: LocalCluster | undefined;
 let dir: string | undefined;
+let secureCluster: LocalCluster | undefined;
+let secureDir: string | undefined;
 const unexpectedExits: string[] = [];
 
 afterAll(async () => {
   await cluster?.killAll();
+  await secureCluster?.killAll();
   if (dir) rmSync(dir, { recursive: true, force: true });
+  if (secureDir) rmSync(secureDir, { recursive: true, force: true });
 });
+
+/** sendTls is send through a TLS session (no client certificate, the server not checked). */
+function sendTls(port: number, chunks: readonly Uint8Array[], holdMs: number): Promise<number> {
+  return new Promise((resolve) => {
+    let received = 0;
+    const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+    const done = (): void => {
+      socket.destroy();
+      resolve(received);
+    };
+    socket.on('data', (d) => {
+      received += d.length;
+    });
+    socket.on('error', done);
+    socket.on('close', done);
+    socket.on('secureConnect', () => {
+      for (const c of chunks) socket.write(c);
+      setTimeout(done, holdMs);
+    });
+  });
+}
 
 /** send opens a connection, writes the chunks, waits a little for any answer, and closes it. */
 function send(port: number, chunks: readonly Uint8Array[], holdMs: number): Promise<number> {
@@ -166,6 +196,82 @@ describe('a live cluster under hostile input', () => {
       expect(health).toEqual([200, 200, 200]);
       // Some hostile connections got an answer (an error frame or an HTTP status), not only silence.
       expect(answered).toBeGreaterThan(0);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('a live cluster with TLS and authentication under hostile input', () => {
+  it(`keeps serving through ${CONNECTIONS} hostile connections, plaintext and inside TLS sessions that never authenticate`, async () => {
+    secureDir = await mkdtemp(join(tmpdir(), 'dkv-fuzz-secure-'));
+    const d = secureDir;
+    const specs: NodeSpec[] = planNodes(d, 3, await freeBasePort(3, d));
+    const certs = await writeDevCerts(join(d, 'certs'), { nodes: [1, 2, 3], clients: ['root'] });
+    const authFile = join(d, 'auth.json');
+    initAuthFile(authFile, 'root-pw');
+    writeNodeConfigs(specs, (spec) => ({
+      tls: { ca: certs.ca, cert: certs.nodes[String(spec.id)]!.cert, key: certs.nodes[String(spec.id)]!.key },
+      auth: { file: authFile },
+    }));
+    const sec = devSecurityOf(d, specs);
+    const exits: string[] = [];
+    const c = new LocalCluster(
+      specs,
+      {
+        onExit: (id, exit) => {
+          if (!exit.expected) exits.push(`node ${id}: ${JSON.stringify(exit)}`);
+        },
+      },
+      sec.connector,
+    );
+    secureCluster = c;
+    c.startAll();
+    await c.waitReady(60_000);
+    const ca = readFileSync(certs.ca);
+    const client = await DkvClient.connect({
+      servers: c.servers,
+      requestTimeoutMs: 10_000,
+      tls: { ca },
+      auth: { user: 'root', password: 'root-pw' },
+    });
+    try {
+      for (let i = 0; i < KEYS; i++) await client.put(`fz:${i}`, `v${i}`);
+      const r = new SeededRandom(20261125);
+      const kinds = ['client', 'peer', 'admin'] as const;
+      for (let done = 0; done < CONNECTIONS; done += 8) {
+        await Promise.all(
+          Array.from({ length: 8 }, () => {
+            const spec = specs[r.int(specs.length)]!;
+            const kind = kinds[r.int(kinds.length)]!;
+            const port =
+              kind === 'client' ? spec.clientPort : kind === 'peer' ? spec.peerPort : spec.adminPort;
+            // Half in plaintext (refused at the TLS layer), half inside a TLS session: the
+            // client and admin ports let anyone finish a handshake, the peer port does not.
+            const payload = hostile(r, kind);
+            return r.chance(0.5)
+              ? send(port, payload, 20 + r.int(80))
+              : sendTls(port, payload, 20 + r.int(80));
+          }),
+        );
+        await client.put(`fz:during:${done}`, done);
+      }
+      expect(exits).toEqual([]);
+      for (let i = 0; i < KEYS; i++) expect((await client.get(`fz:${i}`))?.value).toBe(`v${i}`);
+      await client.put('fz:after', 'ok');
+      expect((await client.get('fz:after'))?.value).toBe('ok');
+      const health = await Promise.all(
+        specs.map(
+          (s) =>
+            new Promise<number>((resolve, reject) => {
+              httpsGet({ host: '127.0.0.1', port: s.adminPort, path: '/health', ca }, (res) => {
+                res.resume();
+                resolve(res.statusCode ?? 0);
+              }).on('error', reject);
+            }),
+        ),
+      );
+      expect(health).toEqual([200, 200, 200]);
     } finally {
       await client.close();
     }
