@@ -482,6 +482,8 @@ export class DkvNode {
       reconnect: { initialDelayMs: 50, maxDelayMs: 1000, multiplier: 2, jitter: 0.2 },
       random: new SeededRandom((this.id * 31 + this.clock.nowMs()) >>> 0),
       validate: validatePeerMessage,
+      // With auth on, peers prove the cluster's node secret in the handshake (with or without TLS).
+      ...(this.auth && { secret: () => this.auth?.nodeToken }),
       ...(this.tls && {
         sockets: this.socketsFor('peer'),
         checkPeer: (socket, nodeId) => this.checkPeerCert(socket, nodeId),

@@ -8,7 +8,10 @@
  * id that is unknown, our own, higher than the acceptor's, or already connected, or any
  * frame that is not what the protocol expects there, closes the connection with a logged
  * reason. After the handshake every frame is a msgpack array of messages; an empty array is
- * a ping.
+ * a ping. With a cluster secret (`secret`), the dialer's hello also carries a timestamp and an
+ * HMAC proving it holds the secret, and the acceptor's answer an HMAC over the dialer's: a
+ * process without the secret cannot complete a handshake either way. With TLS (`sockets`),
+ * `checkPeer` can also require the certificate to be the claimed node's.
  *
  * Batching. `send()` only encodes the message and queues it. `flush()`, which the node calls
  * once per event-loop round after its group commit, writes each peer's whole queue as one
@@ -34,6 +37,7 @@
  * frame that fails (or a decoding error) closes only that connection. No exception escapes a
  * socket handler.
  */
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Server, Socket } from 'node:net';
 import { type Clock, systemClock } from '../clock.js';
 import { DkvError, ErrorCode } from '../errors.js';
@@ -105,7 +109,18 @@ export interface PeerTransportOptions<M> {
    * that node's own). Undefined accepts.
    */
   readonly checkPeer?: (socket: Socket, nodeId: number) => string | undefined;
+  /**
+   * secret, when it returns a string, makes both ends of a handshake prove they hold it (the
+   * cluster's shared node secret): the dialer's hello carries a timestamp and an HMAC over
+   * the cluster id, both node ids and the timestamp; the acceptor checks it (timestamp within
+   * HELLO_SKEW_MS) and answers with an HMAC over the dialer's. A peer without it, or with
+   * another, is refused. This authenticates peers without TLS (it does not encrypt).
+   */
+  readonly secret?: () => string | undefined;
 }
+
+/** How far a dialer's hello timestamp may be from the acceptor's clock (5 minutes). */
+export const HELLO_SKEW_MS = 5 * 60_000;
 
 /** PeerLinkStats counts one peer link's traffic since the transport started. */
 export interface PeerLinkStats {
@@ -157,6 +172,8 @@ class Connection {
 
   /** Why we closed it, for the log line on 'close'. */
   closeReason: string | undefined;
+  /** The MAC our hello carried (dialer, with a secret): the acceptor's answer is bound to it. */
+  helloMac: string | undefined;
 
   constructor(socket: Socket, frameBytesMax: number, nowMs: number, outboundTo?: PeerLink) {
     this.socket = socket;
@@ -439,10 +456,29 @@ export class PeerTransport<M> {
     if (conn.state !== 'connecting') return;
     conn.state = 'handshake';
     this.configureSocket(conn.socket);
+    const secret = this.opts.secret?.();
+    let proof = {};
+    if (secret !== undefined) {
+      const ts = Math.round(this.clock.nowMs());
+      conn.helloMac = mac(secret, `hello|${this.clusterId}|${this.nodeId}|${conn.peer}|${ts}`);
+      proof = { ts, mac: conn.helloMac };
+    }
     this.writeFrame(
       conn,
-      encodeFrame({ hello: PEER_PROTOCOL_VERSION, clusterId: this.clusterId, nodeId: this.nodeId }),
+      encodeFrame({ hello: PEER_PROTOCOL_VERSION, clusterId: this.clusterId, nodeId: this.nodeId, ...proof }),
     );
+  }
+
+  /** proofRefusal checks a dialer's proof of the secret (undefined: accepted). */
+  private proofRefusal(hello: HelloOk): string | undefined {
+    const secret = this.opts.secret?.();
+    if (secret === undefined) return undefined;
+    if (hello.ts === undefined || hello.mac === undefined)
+      return `node ${hello.nodeId} did not prove the cluster secret (peer authentication is on)`;
+    if (Math.abs(this.clock.nowMs() - hello.ts) > HELLO_SKEW_MS)
+      return `node ${hello.nodeId}'s hello is stamped ${Math.round(this.clock.nowMs() - hello.ts)} ms away from this clock`;
+    const want = mac(secret, `hello|${this.clusterId}|${hello.nodeId}|${this.nodeId}|${hello.ts}`);
+    return macEqual(want, hello.mac) ? undefined : `node ${hello.nodeId} does not hold the cluster secret`;
   }
 
   private accept(socket: Socket): void {
@@ -553,7 +589,7 @@ export class PeerTransport<M> {
               ? `node ${hello.nodeId} must wait to be dialed by lower node ${this.nodeId}`
               : link.conn !== undefined
                 ? `node ${hello.nodeId} is already connected`
-                : this.opts.checkPeer?.(conn.socket, hello.nodeId);
+                : (this.proofRefusal(hello) ?? this.opts.checkPeer?.(conn.socket, hello.nodeId));
     if (refusal !== undefined || link === undefined) {
       const reason = refusal ?? 'unknown peer';
       this.writeFrame(conn, encodeFrame({ hello: PEER_PROTOCOL_VERSION, reject: reason }));
@@ -561,9 +597,22 @@ export class PeerTransport<M> {
       return;
     }
     conn.peer = link.peer;
+    const secret = this.opts.secret?.();
+    const answer =
+      secret !== undefined && hello.mac !== undefined
+        ? {
+            ts: Math.round(this.clock.nowMs()),
+            mac: mac(secret, `answer|${this.clusterId}|${this.nodeId}|${hello.nodeId}|${hello.mac}`),
+          }
+        : {};
     this.writeFrame(
       conn,
-      encodeFrame({ hello: PEER_PROTOCOL_VERSION, clusterId: this.clusterId, nodeId: this.nodeId }),
+      encodeFrame({
+        hello: PEER_PROTOCOL_VERSION,
+        clusterId: this.clusterId,
+        nodeId: this.nodeId,
+        ...answer,
+      }),
     );
     this.linkUp(link, conn);
   }
@@ -584,6 +633,15 @@ export class PeerTransport<M> {
         ErrorCode.InvalidArgument,
         `dialed node ${conn.peer} but node ${hello.nodeId} answered`,
       );
+    const secret = this.opts.secret?.();
+    if (secret !== undefined) {
+      const want = mac(secret, `answer|${this.clusterId}|${hello.nodeId}|${this.nodeId}|${conn.helloMac}`);
+      if (hello.mac === undefined || !macEqual(want, hello.mac))
+        throw new DkvError(
+          ErrorCode.PermissionDenied,
+          `peer refused: node ${hello.nodeId} does not hold the cluster secret`,
+        );
+    }
     const refusal = this.opts.checkPeer?.(conn.socket, hello.nodeId);
     if (refusal !== undefined) throw new DkvError(ErrorCode.PermissionDenied, `peer refused: ${refusal}`);
     if (link === undefined || link.pending !== conn) {
@@ -767,8 +825,27 @@ export class PeerTransport<M> {
 
 const EMPTY = new Uint8Array(0);
 
+/** HelloOk is a validated handshake frame that is not a rejection. */
+interface HelloOk {
+  readonly clusterId: string;
+  readonly nodeId: number;
+  /** With a cluster secret: the sender's clock, and its proof (hex HMAC-SHA256). */
+  readonly ts?: number;
+  readonly mac?: string;
+}
+
 /** Hello is a validated handshake frame. */
-type Hello = { readonly clusterId: string; readonly nodeId: number } | { readonly reject: string };
+type Hello = HelloOk | { readonly reject: string };
+
+/** mac is hex HMAC-SHA256 of `text` under `secret`. */
+function mac(secret: string, text: string): string {
+  return createHmac('sha256', secret).update(text).digest('hex');
+}
+
+/** macEqual compares two hex MACs in constant time. */
+function macEqual(a: string, b: string): boolean {
+  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+}
 
 /** checkHello validates a handshake frame: exact fields, right types, bounded lengths. */
 function checkHello(frame: unknown): Hello {
@@ -782,12 +859,16 @@ function checkHello(frame: unknown): Hello {
     if (keys.length !== 2 || typeof o.reject !== 'string') throw bad('malformed rejection');
     return { reject: o.reject.slice(0, 200) };
   }
-  if (keys.length !== 3) throw bad(`unexpected fields ${keys.join(',')}`);
+  const proved = keys.length === 5 && 'ts' in o && 'mac' in o;
+  if (keys.length !== 3 && !proved) throw bad(`unexpected fields ${keys.join(',')}`);
   if (typeof o.clusterId !== 'string' || o.clusterId.length > CLUSTER_ID_LENGTH_MAX)
     throw bad('bad clusterId');
   if (typeof o.nodeId !== 'number' || !Number.isSafeInteger(o.nodeId) || o.nodeId < 1)
     throw bad('bad nodeId');
-  return { clusterId: o.clusterId, nodeId: o.nodeId };
+  if (!proved) return { clusterId: o.clusterId, nodeId: o.nodeId };
+  if (typeof o.ts !== 'number' || !Number.isSafeInteger(o.ts)) throw bad('bad ts');
+  if (typeof o.mac !== 'string' || !/^[0-9a-f]{64}$/.test(o.mac)) throw bad('bad mac');
+  return { clusterId: o.clusterId, nodeId: o.nodeId, ts: o.ts, mac: o.mac };
 }
 
 function describe(err: unknown): string {

@@ -175,6 +175,8 @@ describe('TLS', () => {
         onPeerState: (_p, isUp) => {
           if (isUp) up = true;
         },
+        // Even holding the cluster's node secret (auth is on), the certificate must match.
+        secret: () => readAuthFile(join(dir, 'auth.json')).nodeToken,
         sockets: tlsSockets(
           { ca: pem(certs.ca), cert: pem(cert.cert), key: pem(cert.key) },
           { requireClientCert: true },
