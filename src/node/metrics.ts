@@ -44,6 +44,14 @@ export interface MetricsSource {
   health(): NodeHealth;
   /** Each peer link's state; optional (without it only the up/total counts are exported). */
   peerStates?(): { peer: number; up: boolean }[];
+  /** Security and shedding counts since start; optional. */
+  readonly securityStats?: {
+    readonly tlsHandshakeFailures: number;
+    readonly authFailures: number;
+    readonly permissionDenied: number;
+    readonly quotaExceeded: number;
+  };
+  readonly shedCount?: number;
 }
 
 /** NodeMetricsOptions configure a NodeMetrics. */
@@ -218,6 +226,44 @@ export class NodeMetrics implements NodeObserver {
     nodeGauge('dkv_node_metadata_epoch', 'Epoch of the cluster metadata this node applied.', (h) => h.epoch);
     nodeGauge('dkv_peers_up', 'Peer links up.', (h) => h.peersUp);
     nodeGauge('dkv_peers_total', 'Peers this node links to.', (h) => h.peersTotal);
+    // Monotonic counts the node keeps itself, exported as counters read at scrape time.
+    const nodeCount = (
+      name: string,
+      help: string,
+      value: (src: MetricsSource) => number | undefined,
+    ): void => {
+      const counter: Counter = new Counter({
+        name,
+        help,
+        registers,
+        collect: () => {
+          counter.reset();
+          const v = this.source === undefined ? undefined : value(this.source);
+          if (v !== undefined) counter.inc(v);
+        },
+      });
+    };
+    nodeCount(
+      'dkv_tls_handshake_failures_total',
+      'TLS handshakes refused (plaintext on a TLS port, unknown CA, no or foreign certificate).',
+      (s) => s.securityStats?.tlsHandshakeFailures,
+    );
+    nodeCount('dkv_auth_failures_total', 'Failed authentications.', (s) => s.securityStats?.authFailures);
+    nodeCount(
+      'dkv_permission_denied_total',
+      'Requests refused with PERMISSION_DENIED.',
+      (s) => s.securityStats?.permissionDenied,
+    );
+    nodeCount(
+      'dkv_quota_exceeded_total',
+      'Requests refused with QUOTA_EXCEEDED.',
+      (s) => s.securityStats?.quotaExceeded,
+    );
+    nodeCount(
+      'dkv_shed_total',
+      'Client commands shed at the door with OVERLOADED (waiting time, exactly-once window).',
+      (s) => s.shedCount,
+    );
     const info: Gauge<'node'> = new Gauge({
       name: 'dkv_node_info',
       help: 'Always 1; the node label is this node member id.',

@@ -383,6 +383,21 @@ describe('NodeMetrics with a fake node', () => {
     expect(get(f, 'dkv_node_groups_no_leader')).toBe(0);
     expect(get(f, 'dkv_node_metadata_epoch')).toBe(9);
     expect(get(f, 'dkv_node_info', { node: '7' })).toBe(1);
+    // A source without security stats exports the counters at 0.
+    expect(get(f, 'dkv_auth_failures_total')).toBe(0);
+  });
+
+  it('exports the security and shedding counters a node keeps', async () => {
+    const node = Object.assign(new FakeNode(), {
+      securityStats: { tlsHandshakeFailures: 4, authFailures: 3, permissionDenied: 2, quotaExceeded: 1 },
+      shedCount: 17,
+    });
+    const f = await scrape(new NodeMetrics({ processMetrics: false }).attach(node));
+    expect(get(f, 'dkv_tls_handshake_failures_total')).toBe(4);
+    expect(get(f, 'dkv_auth_failures_total')).toBe(3);
+    expect(get(f, 'dkv_permission_denied_total')).toBe(2);
+    expect(get(f, 'dkv_quota_exceeded_total')).toBe(1);
+    expect(get(f, 'dkv_shed_total')).toBe(17);
     expect(f.get('dkv_group_term')?.type).toBe('gauge');
     expect(f.get('dkv_group_term')?.help).toBeTruthy();
     // No process metrics when turned off.
