@@ -208,8 +208,12 @@ export async function checkPortsFree(specs: readonly NodeSpec[]): Promise<void> 
 
 /** freeBasePort finds a base port whose whole layout (client, peer, admin ports) is free now. */
 export async function freeBasePort(nodes: number, dir: string): Promise<number> {
+  // Below the kernel's ephemeral range: a port that is free now could otherwise be taken, before
+  // the node binds it, by the source port of any outbound connection on the machine.
+  const [low] = ephemeralPortRange();
+  const top = Math.max(11_000, low - ADMIN_PORT_OFFSET - nodes - 1);
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const base = 10_000 + Math.floor(Math.random() * (top - 10_000));
     try {
       await checkPortsFree(planNodes(dir, nodes, base));
       return base;
@@ -218,6 +222,20 @@ export async function freeBasePort(nodes: number, dir: string): Promise<number> 
     }
   }
   throw new DkvError(ErrorCode.InUse, 'no free port range found in 50 attempts');
+}
+
+/** ephemeralPortRange is the kernel's range for outbound source ports (Linux; else the IANA one). */
+function ephemeralPortRange(): [number, number] {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    if (Number.isSafeInteger(lo) && Number.isSafeInteger(hi)) return [lo!, hi!];
+  } catch {
+    // not Linux
+  }
+  return [49_152, 65_535];
 }
 
 /**
