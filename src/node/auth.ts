@@ -527,6 +527,19 @@ function keysOf(list: unknown): string[] {
  * refused later as INVALID_ARGUMENT anyway, for those allowed to try).
  */
 export function needsOf(op: string, a: Record<string, unknown>): { needs: Need[]; what: string } {
+  const r = needsOfOp(op, a);
+  // The revision-probe keys may be watched with any read right (see 'watch' below), so only
+  // an admin of the store may write them: nothing a prefix-bound reader should not see can
+  // be put there.
+  const probe = r.needs.some(
+    (n) => n.perm === 'write' && n.keys?.some((k) => k.startsWith(PROBE_KEY_PREFIX)),
+  );
+  if (op === 'cmd' && probe)
+    return { needs: [...r.needs, { store: str(a.store) ?? '', perm: 'admin', whole: true }], what: r.what };
+  return r;
+}
+
+function needsOfOp(op: string, a: Record<string, unknown>): { needs: Need[]; what: string } {
   const store = str(a.store) ?? '';
   switch (op) {
     case 'map':

@@ -13,15 +13,26 @@ import { DkvClient, type DkvClientOptions } from '../../src/client/client.js';
 import { checkNodeConfig, type NodeConfig } from '../../src/node/config.js';
 import { DkvNode } from '../../src/node/node.js';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** isFree tells whether a port can be bound on 127.0.0.1 now. */
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
+}
+
+/**
+ * freePort finds a free port below the kernel's ephemeral range (10000-32000): a port there,
+ * free now, cannot be taken before the node binds it by some outbound connection's source
+ * port (what port 0 hands out is in that range).
+ */
+async function freePort(): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = 10_000 + Math.floor(Math.random() * 22_000);
+    if (await isFree(port)) return port;
+  }
+  throw new Error('no free port found in 200 tries');
 }
 
 export interface FixtureOptions {

@@ -308,6 +308,28 @@ describe('authorization', () => {
     );
   });
 
+  test('only an admin of the store may write a revision-probe key (any reader may watch one)', () => {
+    const whole: Principal = { user: 'w', all: false, grants: [parseGrant('default=read,write')] };
+    const probeKey = '\u0000dkv-probe-3';
+    expect(may(whole, 'cmd', cmd({ op: 'put', key: probeKey, value: 1 }))).toBe(false);
+    expect(
+      may(
+        whole,
+        'cmd',
+        cmd({ op: 'txn', compare: [], success: [{ op: 'put', key: probeKey, value: 1 }], failure: [] }),
+      ),
+    ).toBe(false);
+    expect(
+      may(
+        { ...whole, grants: [parseGrant('default=read,write,admin')] },
+        'cmd',
+        cmd({ op: 'put', key: probeKey, value: 1 }),
+      ),
+    ).toBe(true);
+    expect(may(alice, 'watch', { store: 'default', group: 1, key: probeKey, snapshot: true })).toBe(true);
+    expect(may(whole, 'cmd', cmd({ op: 'put', key: 'ordinary', value: 1 }))).toBe(true);
+  });
+
   test('admin on one store covers that store only', () => {
     const ops: Principal = { user: 'ops', all: false, grants: [parseGrant('app=admin')] };
     expect(may(ops, 'admin', { action: 'store.create', name: 'app' })).toBe(true);
