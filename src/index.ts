@@ -21,6 +21,7 @@ export {
   type StoreSummary,
 } from './client/admin.js';
 export {
+  type ClientTlsOptions,
   type ClusterStatus,
   type Consistency,
   DkvClient,
