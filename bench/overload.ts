@@ -27,10 +27,9 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { DkvClient } from '../src/client/client.js';
-import { isDkvError } from '../src/errors.js';
 import { round, runPoint } from './compare/loadgen.js';
 import { keyOf, VALUE_BYTES } from './compare/workloads.js';
 import type { VerifyResult } from './overload/generator.js';
@@ -46,26 +45,10 @@ import {
   shedByText,
 } from './overload/report.js';
 import { killAllClusters, ScaleCluster, sleep } from './scale/cluster.js';
-import { sourceOf } from './scale.js';
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-/** RESULTS_DIR is where results go by default. */
-export const RESULTS_DIR = join(ROOT, 'bench', 'results');
+import { messageOf, RESULTS_DIR, type ScaleIo, sourceOf, stdio } from './scale.js';
 
 /** OverloadIo is where a run's lines go: tables to out, progress to err. */
-export interface OverloadIo {
-  readonly out: (line: string) => void;
-  readonly err: (line: string) => void;
-}
-
-const stdio: OverloadIo = {
-  out: (line) => void process.stdout.write(`${line}\n`),
-  err: (line) => void process.stderr.write(`${line}\n`),
-};
-
-function messageOf(err: unknown): string {
-  return `${isDkvError(err) ? `${err.code}: ` : ''}${err instanceof Error ? err.message : String(err)}`;
-}
+export type OverloadIo = ScaleIo;
 
 const CAPACITY_VALUE = 'c'.repeat(VALUE_BYTES);
 

@@ -43,12 +43,14 @@ export interface ScaleIo {
   readonly err: (line: string) => void;
 }
 
-const stdio: ScaleIo = {
+/** stdio writes a run's lines to the process's stdout and stderr (the other suites use it too). */
+export const stdio: ScaleIo = {
   out: (line) => void process.stdout.write(`${line}\n`),
   err: (line) => void process.stderr.write(`${line}\n`),
 };
 
-function messageOf(err: unknown): string {
+/** messageOf renders a failure for an `error ...` line: its code, if a DkvError, and message. */
+export function messageOf(err: unknown): string {
   return `${isDkvError(err) ? `${err.code}: ` : ''}${err instanceof Error ? err.message : String(err)}`;
 }
 

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import type { ClientTlsOptions } from '../client/client.js';
 import { type Connector, tcpConnector } from '../client/endpoints.js';
 import { DkvError, ErrorCode } from '../errors.js';
+import type { Credentials } from '../transport/protocol.js';
 import { tlsSockets } from '../transport/tls.js';
 
 /** SecurityOptions are the global options this module reads. */
@@ -22,7 +23,7 @@ export interface SecurityOptions {
   readonly authToken?: string;
 }
 
-type Auth = { readonly user: string; readonly password: string } | { readonly token: string };
+type Auth = Credentials;
 
 let current: { tls?: ClientTlsOptions; auth?: Auth } = {};
 

@@ -26,7 +26,14 @@
 
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import type { ReconnectPolicy } from '../transport/backoff.js';
-import type { ClusterStatus, Consistency, GroupInfo, ReadRequest } from '../transport/protocol.js';
+import {
+  type ClusterStatus,
+  type Consistency,
+  type Credentials,
+  checkCredentials,
+  type GroupInfo,
+  type ReadRequest,
+} from '../transport/protocol.js';
 import { isTraceId, TRACE_LENGTH_MAX } from '../transport/rpc-protocol.js';
 import { tlsSockets } from '../transport/tls.js';
 import { AdminApi } from './admin.js';
@@ -85,7 +92,7 @@ export interface DkvClientOptions {
    */
   readonly tls?: ClientTlsOptions;
   /** Credentials every connection authenticates with (nodes with auth on require them). */
-  readonly auth?: { readonly user: string; readonly password: string } | { readonly token: string };
+  readonly auth?: Credentials;
 }
 
 /** ClientTlsOptions are the client's TLS files' contents (PEM strings or buffers). */
@@ -220,7 +227,7 @@ export class DkvClient implements ClientCore {
     this.retryOverloaded = opts.retryOverloaded !== false;
     const frameBytesMax = opts.frameBytesMax ?? DEFAULT_FRAME_BYTES_MAX;
     const tls = opts.tls;
-    if (opts.auth !== undefined) checkAuthOption(opts.auth);
+    if (opts.auth !== undefined) checkCredentials(opts.auth);
     const secure = tls !== undefined || opts.auth !== undefined;
     this.endpoints = new Endpoints({
       frameBytesMax,
@@ -858,15 +865,6 @@ export class DkvClient implements ClientCore {
     if (performance.now() - this.lastMapFetchAt < MAP_REFRESH_MIN_MS) return;
     this.fetchMap(performance.now() + this.requestTimeoutMs).catch(() => undefined);
   }
-}
-
-/** checkAuthOption validates the auth option: { user, password } or { token }. */
-function checkAuthOption(a: unknown): void {
-  const o = (typeof a === 'object' && a !== null ? a : {}) as Record<string, unknown>;
-  const ok =
-    (typeof o.token === 'string' && o.token.length > 0) ||
-    (typeof o.user === 'string' && o.user.length > 0 && typeof o.password === 'string');
-  if (!ok) throw new DkvError(ErrorCode.InvalidArgument, 'auth must be { user, password } or { token }');
 }
 
 /** isRetryable tells whether a failure may pass by itself (redirects, overload, no quorum). */

@@ -31,6 +31,7 @@ import type { Socket } from 'node:net';
 import { DkvError, ErrorCode, isDkvError } from '../errors.js';
 import { type Random, randomSeed, SeededRandom } from '../random.js';
 import { Backoff, type ReconnectPolicy } from '../transport/backoff.js';
+import type { Credentials } from '../transport/protocol.js';
 import { RpcClient } from '../transport/rpc-client.js';
 import { type SocketFactory, tcpSockets } from '../transport/sockets.js';
 import type { ClientStream } from './core.js';
@@ -197,7 +198,7 @@ export function tcpConnector(frameBytesMax: number, security: ConnectorSecurity 
 /** ConnectorSecurity: TLS sockets, and the credentials each new connection authenticates with. */
 export interface ConnectorSecurity {
   readonly sockets?: SocketFactory;
-  readonly auth?: { readonly user: string; readonly password: string } | { readonly token: string };
+  readonly auth?: Credentials;
 }
 
 /** isConnectionFailure tells a failure of the connection itself from a server's answer. */

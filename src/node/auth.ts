@@ -33,6 +33,7 @@
 import { createHash, randomBytes, scrypt, scryptSync, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { DkvError, ErrorCode, quote } from '../errors.js';
+import type { Credentials } from '../transport/protocol.js';
 
 /** Perm is one right on a store. */
 export type Perm = 'read' | 'write' | 'admin';
@@ -252,20 +253,6 @@ export function sha256Hex(s: string): string {
 /** newSecret is a random 32-byte secret in hex (tokens, the node token). */
 export function newSecret(): string {
   return randomBytes(32).toString('hex');
-}
-
-/** Credentials are what a client authenticates with (the `auth` op's arguments). */
-export type Credentials = { readonly user: string; readonly password: string } | { readonly token: string };
-
-/** checkCredentials validates the `auth` op's arguments. */
-export function checkCredentials(v: unknown): Credentials {
-  const o =
-    typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-  const str = (x: unknown): x is string => typeof x === 'string' && x.length > 0 && x.length <= 4096;
-  if (o && Object.keys(o).length === 1 && str(o.token)) return { token: o.token };
-  if (o && Object.keys(o).length === 2 && str(o.user) && str(o.password))
-    return { user: o.user, password: o.password };
-  throw new DkvError(ErrorCode.InvalidArgument, 'auth takes { user, password } or { token }');
 }
 
 /** Authenticator knows the auth file and turns credentials into principals. */

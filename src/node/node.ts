@@ -73,6 +73,7 @@ import {
   type ClusterStatus,
   type CmdArgs,
   type Consistency,
+  checkCredentials,
   type GroupStatus,
   type Hello,
   type KeepAliveArgs,
@@ -87,7 +88,7 @@ import {
 import { evenSlots, slotOf } from '../transport/slots.js';
 import type { SocketFactory } from '../transport/sockets.js';
 import { certCommonName, readTlsFiles, type TlsMaterial, tlsSockets } from '../transport/tls.js';
-import { ALL_ACCESS, Authenticator, authorize, checkCredentials, needsOf, type Principal } from './auth.js';
+import { ALL_ACCESS, Authenticator, authorize, needsOf, type Principal } from './auth.js';
 import { checkQuotas, NODE_DEFAULTS, type NodeConfig, type StoreQuotas } from './config.js';
 import { GroupReplica, type ReadWaiter } from './group.js';
 import {
@@ -1816,7 +1817,6 @@ export class DkvNode {
     const parts = Math.max(1, s.groups.length);
     const share = (n: number): number => (n === 0 ? Number.POSITIVE_INFINITY : Math.ceil(n / parts));
     const st = g.sm.stats();
-    const now = this.replicatedNow(g);
     const refuse = (what: keyof StoreQuotas, have: number): never => {
       this.securityStats.quotaExceeded++;
       throw new DkvError(
@@ -1834,8 +1834,11 @@ export class DkvNode {
             )
           : [];
     if (puts.length > 0) {
-      const newKeys = puts.filter((o) => g.sm.get(o.key, now) === undefined).length;
-      if (newKeys > 0 && st.keys + newKeys > share(q.keys)) refuse('keys', st.keys);
+      // Looking the keys up is only needed when new ones could pass the share.
+      if (st.keys + puts.length > share(q.keys)) {
+        const newKeys = puts.filter((o) => g.sm.get(o.key, this.replicatedNow(g)) === undefined).length;
+        if (newKeys > 0 && st.keys + newKeys > share(q.keys)) refuse('keys', st.keys);
+      }
       // Encoding is only worth it near the limit: far from it, no frame can reach it.
       if (st.bytes + this.cfg.frameBytesMax >= share(q.bytes)) {
         let add = 0;
@@ -1849,7 +1852,7 @@ export class DkvNode {
     if (
       cmd.op === 'lock.acquire' &&
       st.locks + 1 > share(q.locks) &&
-      g.sm.lockDescribe(cmd.name, now) === undefined
+      g.sm.lockDescribe(cmd.name, this.replicatedNow(g)) === undefined
     )
       refuse('locks', st.locks);
   }
@@ -2029,6 +2032,12 @@ export class DkvNode {
   /** guarded serves an op on a node with authentication on: who, then may they. */
   private guarded(op: string, a: Record<string, unknown>, ctx: RpcContext): unknown {
     if (op === 'auth') return this.authenticate(a, ctx);
+    this.checkAccess(op, a, ctx);
+    return this.serve(op, a, ctx);
+  }
+
+  /** checkAccess: who the connection is (UNAUTHENTICATED), and may they do op (PERMISSION_DENIED). */
+  private checkAccess(op: string, a: Record<string, unknown>, ctx: RpcContext): void {
     const p = this.principalOf(ctx);
     const { needs, what } = needsOf(op, a);
     try {
@@ -2037,7 +2046,6 @@ export class DkvNode {
       this.securityStats.permissionDenied++;
       throw err;
     }
-    return this.serve(op, a, ctx);
   }
 
   private async authenticate(a: Record<string, unknown>, ctx: RpcContext): Promise<unknown> {
@@ -2092,19 +2100,12 @@ export class DkvNode {
   }
 
   private stream(op: string, args: unknown, ctx: RpcContext, sink: StreamSink): (() => void) | undefined {
-    if (this.auth !== undefined) {
-      const p = this.principalOf(ctx);
-      const { needs, what } = needsOf(
+    if (this.auth !== undefined)
+      this.checkAccess(
         op,
         (typeof args === 'object' && args !== null ? args : {}) as Record<string, unknown>,
+        ctx,
       );
-      try {
-        authorize(p, needs, what);
-      } catch (err) {
-        this.securityStats.permissionDenied++;
-        throw err;
-      }
-    }
     if (op === 'keepalive') {
       const a = (typeof args === 'object' && args !== null ? args : {}) as KeepAliveArgs;
       const cleanup = this.openKeepAlive(a, sink);

@@ -6,6 +6,8 @@
  * known), WRONG_GROUP `{ group, epoch }`.
  */
 
+import { DkvError, ErrorCode } from '../errors.js';
+
 /** SLOT_COUNT is how many slots keys hash to (DESIGN.md, "Ownership and routing"). */
 export const SLOT_COUNT = 1024;
 
@@ -45,6 +47,24 @@ export const CLIENT_OPS = {
 } as const;
 
 export type ClientOp = keyof typeof CLIENT_OPS;
+
+/** Credentials are what a connection authenticates with: the `auth` op's arguments. */
+export type Credentials = { readonly user: string; readonly password: string } | { readonly token: string };
+
+/**
+ * checkCredentials validates credentials (the node checks the `auth` op's arguments with it,
+ * the client its `auth` option): exactly { user, password } or { token }, non-empty strings
+ * of at most 4096 characters.
+ */
+export function checkCredentials(v: unknown): Credentials {
+  const o =
+    typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  const str = (x: unknown): x is string => typeof x === 'string' && x.length > 0 && x.length <= 4096;
+  if (o && Object.keys(o).length === 1 && str(o.token)) return { token: o.token };
+  if (o && Object.keys(o).length === 2 && str(o.user) && str(o.password))
+    return { user: o.user, password: o.password };
+  throw new DkvError(ErrorCode.InvalidArgument, 'auth takes { user, password } or { token }');
+}
 
 export interface Hello {
   readonly nodeId: number;

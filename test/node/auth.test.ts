@@ -20,13 +20,13 @@ import {
   Authenticator,
   type AuthFile,
   authorize,
-  checkCredentials,
   hashPassword,
   needsOf,
   type Principal,
   parseAuthFile,
   verifyPassword,
 } from '../../src/node/auth.js';
+import { checkCredentials } from '../../src/transport/protocol.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dkv-auth-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
